@@ -1,0 +1,389 @@
+"""One YAML config drives build-vocab, train and the translate defaults.
+
+The dataclasses below are the only place defaults live (``configs/reference.yaml`` shows them
+with comments). :func:`load_config` validates a file at once: unknown keys (with a "did you
+mean"), duplicate keys, wrong types and impossible values all raise :class:`ConfigError` with one
+line naming the dotted key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from nmt.errors import ConfigError
+
+Lang = Literal["zh", "en"]
+TokenizerType = Literal["jieba", "char", "moses", "sentencepiece", "space"]
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How one side of the corpus is split into tokens."""
+
+    type: TokenizerType = "moses"
+    user_dict: str | None = None  # jieba only: a user dictionary file
+    sp_model_type: Literal["bpe", "unigram"] = "bpe"  # sentencepiece only
+    sp_vocab_size: int = 8000  # sentencepiece only
+    lowercase: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the corpus is and how it becomes token ids.
+
+    ``format: tsv`` reads ``English<TAB>Chinese<TAB>attribution`` files (Tatoeba/Anki);
+    ``format: aligned`` reads two line-aligned files ``PREFIX.zh`` and ``PREFIX.en``, where the
+    ``train``/``dev``/``test`` values are the prefixes.
+    """
+
+    format: Literal["tsv", "aligned"] = "tsv"
+    train: str = "data/sample/train.tsv"
+    dev: str | None = "data/sample/dev.tsv"
+    test: str | None = "data/sample/test.tsv"
+    src_lang: Lang = "zh"
+    tgt_lang: Lang = "en"
+    src_tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig("jieba"))
+    tgt_tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig("moses"))
+    joint_vocab: bool = False  # one vocabulary (and one sentencepiece model) for both sides
+    min_freq: int = 1
+    max_size: int = 0  # 0 = no limit
+    traditional_to_simplified: bool = False
+    max_len: int = 100  # training pairs longer than this (in tokens, either side) are dropped
+    strict: bool = False  # malformed TSV lines are an error instead of a counted warning
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture. ``gru`` uses d_model/hidden_size/attention; ``transformer`` the rest."""
+
+    type: Literal["gru", "transformer"] = "transformer"
+    d_model: int = 256  # embedding size (both models) and transformer width
+    enc_layers: int = 3
+    dec_layers: int = 3
+    dropout: float = 0.1
+    # gru
+    hidden_size: int = 256
+    attention: Literal["bahdanau", "luong"] = "bahdanau"
+    luong_score: Literal["dot", "general", "concat"] = "general"
+    input_feeding: bool = True
+    # transformer
+    heads: int = 4
+    ff_size: int = 1024
+    norm: Literal["pre", "post"] = "pre"
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: int = 512
+    tie_embeddings: bool = True  # decoder in/out; all three when data.joint_vocab
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, validation and checkpointing."""
+
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.0
+    schedule: Literal["noam", "constant", "plateau"] = "noam"
+    warmup_steps: int = 1000
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-6
+    clip_norm: float = 1.0  # 0 = off
+    accum_steps: int = 1
+    label_smoothing: float = 0.1
+    teacher_forcing: float = 1.0  # gru only: probability of feeding the gold previous token
+    batch_tokens: int = 4096
+    max_steps: int = 0  # 0 = no limit
+    max_epochs: int = 30
+    time_limit_minutes: float = 0.0  # 0 = no limit; wall-clock budget for recipes
+    valid_every: int = 500
+    valid_bleu_sentences: int = 0  # 0 = the whole dev set
+    early_stopping_patience: int = 0  # validations without dev BLEU gain; 0 = off
+    keep_last: int = 2
+    max_nonfinite: int = 10  # consecutive NaN/inf losses before training stops
+    log_every: int = 20
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Defaults for translate and for dev BLEU during training."""
+
+    strategy: Literal["greedy", "beam", "sample"] = "beam"
+    beam_size: int = 5
+    n_best: int = 1
+    length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    batch_size: int = 64
+    replace_unk: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run: ``run_dir`` receives vocabularies, checkpoints and metrics."""
+
+    run_dir: str = "runs/quickstart"
+    seed: int = 1234
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- YAML reading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                f"(first at line {seen[key] + 1})"
+            )
+        seen[key] = key_node.start_mark.line
+    return dict(loader.construct_pairs(node))
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{where} invalid YAML: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return raw
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is tuple:
+        return "list of " + ", ".join(_type_name(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in canonical form."""
+    origin = get_origin(tp)
+    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise bad
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise bad
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        # PyYAML reads `1e-3` (no dot) as a string; accept any string that is a number.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key + ".")
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - schema bug
+
+
+def _build(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), sorted(fields), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _check_values(cfg: Config) -> None:
+    """Reject values that type-check but cannot work."""
+    m, t, d, data = cfg.model, cfg.train, cfg.decode, cfg.data
+    checks: list[tuple[bool, str, str]] = [
+        (data.src_lang != data.tgt_lang, "data.tgt_lang", "must differ from data.src_lang"),
+        (data.min_freq >= 1, "data.min_freq", "must be >= 1"),
+        (data.max_size >= 0, "data.max_size", "must be >= 0 (0 = no limit)"),
+        (data.max_len >= 1, "data.max_len", "must be >= 1"),
+        (m.d_model >= 1, "model.d_model", "must be >= 1"),
+        (m.hidden_size >= 1, "model.hidden_size", "must be >= 1"),
+        (m.enc_layers >= 1, "model.enc_layers", "must be >= 1"),
+        (m.dec_layers >= 1, "model.dec_layers", "must be >= 1"),
+        (m.heads >= 1, "model.heads", "must be >= 1"),
+        (m.d_model % max(m.heads, 1) == 0, "model.d_model",
+         f"{m.d_model} is not divisible by model.heads={m.heads}"),
+        (0.0 <= m.dropout < 1.0, "model.dropout", "must be in [0, 1)"),
+        (m.max_positions >= 1, "model.max_positions", "must be >= 1"),
+        (t.lr > 0, "train.lr", "must be > 0"),
+        (t.batch_tokens >= 1, "train.batch_tokens", "must be >= 1"),
+        (t.accum_steps >= 1, "train.accum_steps", "must be >= 1"),
+        (0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)"),
+        (0.0 <= t.teacher_forcing <= 1.0, "train.teacher_forcing", "must be in [0, 1]"),
+        (t.valid_every >= 1, "train.valid_every", "must be >= 1"),
+        (t.keep_last >= 1, "train.keep_last", "must be >= 1"),
+        (t.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1"),
+        (t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"),
+        (d.beam_size >= 1, "decode.beam_size", "must be >= 1"),
+        (1 <= d.n_best <= d.beam_size, "decode.n_best",
+         f"must be between 1 and decode.beam_size={d.beam_size}"),
+        (d.temperature > 0, "decode.temperature", "must be > 0"),
+        (d.top_k >= 0, "decode.top_k", "must be >= 0 (0 = off)"),
+        (0.0 < d.top_p <= 1.0, "decode.top_p", "must be in (0, 1] (1 = off)"),
+        (d.batch_size >= 1, "decode.batch_size", "must be >= 1"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why}")
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Validate a nested dict (as read from YAML) into a :class:`Config`."""
+    cfg = _build(Config, raw)
+    _check_values(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> ``(["train", "lr"], "3e-4")`` with the value read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+    key, _, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return parts, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``KEY=VALUE`` override set."""
+    out: dict[str, Any] = _deepcopy_dict(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deepcopy_dict(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deepcopy_dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config. Errors name the key and the file."""
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    where = str(path) if path is not None else "--set"
+    try:
+        return config_from_dict(apply_overrides(raw, list(overrides)))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) for saving as YAML/JSON."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))  # type: ignore[no-any-return]
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML text of a resolved config (saved in the run directory)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def replace(cfg: T, **changes: Any) -> T:
+    """``dataclasses.replace`` with a type that mypy follows."""
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]

@@ -1,0 +1,1 @@
+"""Sequence-to-sequence models behind one interface (:mod:`nmt.models.interface`)."""
