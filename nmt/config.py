@@ -259,7 +259,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key + ".")
+        return _build(typing.cast(type, tp), value, key + ".")
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - schema bug
 
 
@@ -376,7 +376,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return plain(dataclasses.asdict(cfg))  # type: ignore[no-any-return]
+    return plain(dataclasses.asdict(cfg))  # type: ignore[no-any-return,unused-ignore]
 
 
 def dump_config(cfg: Config) -> str:

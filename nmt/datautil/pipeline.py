@@ -1,0 +1,158 @@
+"""The one pre/post-processing path: text -> normalized -> tokens -> ids, and ids -> text.
+
+Training, ``translate`` and ``evaluate`` all go through :class:`TextProcessor`, built from a
+run directory, so a sentence is processed exactly as the vocabulary was built. Every method
+takes raw text: normalization is idempotent, so already-normalized text is unchanged by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nmt.config import DataConfig
+from nmt.datautil.normalize import Normalizer, normalizer_for
+from nmt.datautil.tokenize import SPACE_MARK, Tokenizer, build_tokenizer
+from nmt.datautil.vocab import Vocabulary
+from nmt.errors import CheckpointError
+
+VOCAB_DIR = "vocab"
+
+
+@dataclass(frozen=True)
+class VocabLayout:
+    """Where a run keeps its vocabularies and sentencepiece models (``RUN_DIR/vocab/``)."""
+
+    directory: Path
+    joint: bool
+    src_vocab: Path
+    tgt_vocab: Path
+    src_spm: Path | None
+    tgt_spm: Path | None
+
+    @property
+    def joint_spm(self) -> bool:
+        """One sentencepiece model serves both sides."""
+        return self.src_spm is not None and self.src_spm == self.tgt_spm
+
+
+def vocab_layout(run_dir: str | Path, data_cfg: DataConfig) -> VocabLayout:
+    """The file names for a config: ``joint.vocab`` or ``src.vocab``/``tgt.vocab``, and
+    ``joint.spm.model`` (joint vocabulary with sentencepiece on both sides) or
+    ``src.spm.model``/``tgt.spm.model``."""
+    d = Path(run_dir) / VOCAB_DIR
+    joint = data_cfg.joint_vocab
+    src_sp = data_cfg.src_tokenizer.type == "sentencepiece"
+    tgt_sp = data_cfg.tgt_tokenizer.type == "sentencepiece"
+    src_spm: Path | None
+    tgt_spm: Path | None
+    if joint and src_sp and tgt_sp:
+        src_spm = tgt_spm = d / "joint.spm.model"
+    else:
+        src_spm = d / "src.spm.model" if src_sp else None
+        tgt_spm = d / "tgt.spm.model" if tgt_sp else None
+    return VocabLayout(
+        directory=d,
+        joint=joint,
+        src_vocab=d / ("joint.vocab" if joint else "src.vocab"),
+        tgt_vocab=d / ("joint.vocab" if joint else "tgt.vocab"),
+        src_spm=src_spm,
+        tgt_spm=tgt_spm,
+    )
+
+
+class TextProcessor:
+    """Normalizers, tokenizers and vocabularies of both sides of one run.
+
+    Attributes:
+        src_vocab, tgt_vocab: the vocabularies (the same object when ``joint``).
+        joint: one vocabulary is shared by both sides.
+    """
+
+    def __init__(
+        self,
+        data_cfg: DataConfig,
+        src_tokenizer: Tokenizer,
+        tgt_tokenizer: Tokenizer,
+        src_vocab: Vocabulary,
+        tgt_vocab: Vocabulary,
+    ) -> None:
+        self.data_cfg = data_cfg
+        self.src_normalizer: Normalizer = normalizer_for(data_cfg, "src")
+        self.tgt_normalizer: Normalizer = normalizer_for(data_cfg, "tgt")
+        self.src_tokenizer = src_tokenizer
+        self.tgt_tokenizer = tgt_tokenizer
+        self.src_vocab = src_vocab
+        self.tgt_vocab = tgt_vocab
+        self.joint = data_cfg.joint_vocab
+
+    @classmethod
+    def load(cls, run_dir: str | Path, data_cfg: DataConfig) -> TextProcessor:
+        """Read ``RUN_DIR/vocab/`` as written by ``nmt build-vocab`` for this ``data_cfg``.
+
+        Raises:
+            CheckpointError: a vocabulary or sentencepiece model is missing.
+            DataError: a file is there but malformed.
+        """
+        layout = vocab_layout(run_dir, data_cfg)
+        needed = [layout.src_vocab, layout.tgt_vocab, layout.src_spm, layout.tgt_spm]
+        for path in needed:
+            if path is not None and not path.is_file():
+                raise CheckpointError(
+                    f"{path} not found; run 'nmt build-vocab' with this config first"
+                )
+        src_vocab = Vocabulary.load(layout.src_vocab)
+        tgt_vocab = src_vocab if layout.joint else Vocabulary.load(layout.tgt_vocab)
+        src_tok = build_tokenizer(data_cfg.src_tokenizer, data_cfg.src_lang, layout.src_spm)
+        tgt_tok = build_tokenizer(data_cfg.tgt_tokenizer, data_cfg.tgt_lang, layout.tgt_spm)
+        return cls(data_cfg, src_tok, tgt_tok, src_vocab, tgt_vocab)
+
+    # ------------------------------------------------------------------ source side
+
+    def normalize_src(self, text: str) -> str:
+        return self.src_normalizer(text)
+
+    def tokenize_src(self, text: str) -> list[str]:
+        """Normalized, tokenized source sentence."""
+        return self.src_tokenizer.tokenize(self.src_normalizer(text))
+
+    def encode_src(self, text: str) -> list[int]:
+        """Source ids, without ``<s>``/``</s>`` (models add what they need)."""
+        return self.src_vocab.encode(self.tokenize_src(text))
+
+    def src_tokens_for_display(self, text: str) -> list[str]:
+        """Source tokens as labels for attention plots: one per id of :meth:`encode_src`.
+
+        Sentencepiece/char word-boundary marks are dropped (a bare mark stays visible), and
+        tokens outside the vocabulary are shown as ``<unk>:token``.
+        """
+        labels = []
+        for tok in self.tokenize_src(text):
+            label = tok.replace(SPACE_MARK, "") or SPACE_MARK
+            labels.append(label if tok in self.src_vocab else f"<unk>:{label}")
+        return labels
+
+    # ------------------------------------------------------------------ target side
+
+    def normalize_tgt(self, text: str) -> str:
+        return self.tgt_normalizer(text)
+
+    def tokenize_tgt(self, text: str) -> list[str]:
+        """Normalized, tokenized target sentence."""
+        return self.tgt_tokenizer.tokenize(self.tgt_normalizer(text))
+
+    def encode_tgt(self, text: str) -> list[int]:
+        """Target ids, without ``<s>``/``</s>``."""
+        return self.tgt_vocab.encode(self.tokenize_tgt(text))
+
+    def tgt_tokens(self, ids: Iterable[int]) -> list[str]:
+        """Target tokens for model output ids: stops at ``</s>``, drops ``<pad>``/``<s>``."""
+        return self.tgt_vocab.decode(ids, strip_special=True)
+
+    def detokenize_tgt(self, tokens: Sequence[str]) -> str:
+        return self.tgt_tokenizer.detokenize(tokens)
+
+    def decode_tgt(self, ids: Iterable[int]) -> str:
+        """Plain target text for model output ids (specials stripped, ``<unk>`` kept)."""
+        return self.detokenize_tgt(self.tgt_tokens(ids))

@@ -1,0 +1,272 @@
+"""Tokenizers and their detokenizers, selectable per side (``data.*_tokenizer.type``).
+
+Every tokenizer turns normalized text into tokens without whitespace (so tokens can be written
+to ``token<TAB>count`` files) and has a detokenizer that returns plain text:
+
+- ``jieba``: Chinese words, from our own ``jieba.Tokenizer`` instance (jieba's module-level
+  tokenizer is global state shared with any other user of jieba in the process);
+- ``char``: characters; a space becomes the visible token ``▁`` so detokenizing is exact;
+- ``moses``: sacremoses tokenizer/detokenizer (``escape=False``: no ``&apos;`` entities);
+- ``space``: split on whitespace (pre-tokenized corpora);
+- ``sentencepiece``: BPE or unigram subwords from a model that ``build-vocab`` trains.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from nmt.config import Lang, TokenizerConfig
+from nmt.datautil.normalize import is_cjk
+from nmt.errors import ConfigError, DataError
+from nmt.fileio import atomic_write_bytes, read_lines
+
+log = logging.getLogger(__name__)
+
+SPACE_MARK = "\u2581"  # "▁", as sentencepiece writes a word boundary
+
+
+class Tokenizer(Protocol):
+    """Splits one sentence into tokens and joins tokens back into plain text."""
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+    def detokenize(self, tokens: Sequence[str]) -> str: ...
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() and not is_cjk(char)
+
+
+def join_chinese(tokens: Sequence[str]) -> str:
+    """Join Chinese tokens without spaces, except between two Latin/digit words.
+
+    ``["汤姆", "在", "波士顿"]`` -> ``汤姆在波士顿``; ``["Tom", "在", "New", "York"]`` ->
+    ``Tom在New York``.
+    """
+    out: list[str] = []
+    for tok in tokens:
+        if not tok:
+            continue
+        if out and _is_word_char(out[-1][-1]) and _is_word_char(tok[0]):
+            out.append(" ")
+        out.append(tok)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- jieba
+
+
+# jieba's own user-dictionary syntax: "word [freq] [tag]", freq and tag optional.
+_USER_DICT_LINE = re.compile(r"^(.+?)(?: ([0-9]+))?(?: ([a-z]+))?$")
+
+
+@functools.lru_cache(maxsize=4)
+def _jieba_instance(user_dict: str | None, stamp: tuple[int, int]) -> Any:
+    """A ready jieba tokenizer; cached because loading the dictionary takes about a second.
+
+    ``stamp`` (mtime, size of the user dictionary) makes an edited dictionary load afresh.
+    """
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # otherwise "Building prefix dict..." on every start
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    if user_dict is not None:
+        for line in read_lines(user_dict):
+            match = _USER_DICT_LINE.match(line.strip())
+            if match is None:
+                continue
+            word, freq, tag = match.groups()
+            tok.add_word(word, int(freq) if freq else None, tag)
+    return tok
+
+
+class JiebaTokenizer:
+    """Chinese word segmentation with jieba (deterministic: dictionary + HMM, no sampling).
+
+    Args:
+        user_dict: optional jieba user dictionary (``word [freq] [tag]`` per line).
+    """
+
+    def __init__(self, user_dict: str | None = None) -> None:
+        stamp = (0, 0)
+        if user_dict is not None:
+            try:
+                st = os.stat(user_dict)
+            except OSError:
+                raise DataError(f"{user_dict}: jieba user dictionary not found") from None
+            stamp = (st.st_mtime_ns, st.st_size)
+        self._tok = _jieba_instance(user_dict, stamp)
+
+    def tokenize(self, text: str) -> list[str]:
+        out: list[str] = []
+        for piece in self._tok.cut(text, HMM=True):
+            out.extend(piece.split())  # drops jieba's whitespace tokens
+        return out
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        return join_chinese(tokens)
+
+
+# --------------------------------------------------------------------------- simple ones
+
+
+class CharTokenizer:
+    """One token per character; spaces become ``▁`` so that detokenizing is exact."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return [SPACE_MARK if c == " " else c for c in text if not c.isspace() or c == " "]
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        return "".join(tokens).replace(SPACE_MARK, " ").strip()
+
+
+class SpaceTokenizer:
+    """Whitespace splitting, for corpora that are already tokenized."""
+
+    def __init__(self, lang: Lang = "en") -> None:
+        self.lang = lang
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split()
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        return join_chinese(tokens) if self.lang == "zh" else " ".join(tokens)
+
+
+# Clock times stay one token: Moses splits "7:30" into "7 : 30" and detokenizes "7: 30".
+_MOSES_PROTECTED = [r"\d{1,2}:\d{2}(?::\d{2})?"]
+
+
+class MosesTokenizer:
+    """sacremoses tokenizer with its matching detokenizer."""
+
+    def __init__(self, lang: Lang = "en") -> None:
+        from sacremoses import MosesDetokenizer
+        from sacremoses import MosesTokenizer as _Moses
+
+        self.lang = lang
+        self._tok = _Moses(lang=lang)
+        self._detok = MosesDetokenizer(lang=lang)
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens = self._tok.tokenize(text, escape=False, protected_patterns=_MOSES_PROTECTED)
+        return [t for t in tokens if t.strip()]
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        text = self._detok.detokenize(list(tokens))
+        return text if isinstance(text, str) else " ".join(text)
+
+
+# --------------------------------------------------------------------------- sentencepiece
+
+
+class SentencePieceTokenizer:
+    """Subwords from a trained sentencepiece model (see :func:`train_sentencepiece`)."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        import sentencepiece as spm
+
+        if not Path(model_path).is_file():
+            raise DataError(f"{model_path}: sentencepiece model not found; run nmt build-vocab")
+        try:
+            self._sp = spm.SentencePieceProcessor(model_file=str(model_path))
+        except (OSError, RuntimeError) as e:
+            raise DataError(f"{model_path}: not a sentencepiece model: {e}") from None
+
+    def tokenize(self, text: str) -> list[str]:
+        return [p for p in self._sp.encode(text, out_type=str) if p]
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        # The pieces concatenate to the text (identity normalization, see training), with "▁"
+        # for spaces; joining by hand also keeps pieces that the model does not know, such as
+        # "<unk>", which sentencepiece's own decoder would print as " ⁇ ".
+        return "".join(tokens).replace(SPACE_MARK, " ").strip()
+
+
+def train_sentencepiece(
+    texts: Sequence[str],
+    model_path: str | Path,
+    *,
+    model_type: str = "bpe",
+    vocab_size: int = 8000,
+    character_coverage: float = 1.0,
+    seed: int = 1234,
+) -> None:
+    """Train a sentencepiece model on ``texts`` and write it atomically to ``model_path``.
+
+    Deterministic (byte-identical files for the same input): one thread, no input shuffling
+    or sampling, a fixed seed. Identity normalization, because the texts are already
+    normalized and the pieces must concatenate back to them exactly. ``vocab_size`` is an
+    upper bound (``hard_vocab_limit=False``) so small corpora still train.
+
+    Raises:
+        DataError: sentencepiece refuses the input (e.g. no text, vocabulary size too small).
+    """
+    import sentencepiece as spm
+
+    if not texts:
+        raise DataError("cannot train sentencepiece on an empty corpus")
+    spm.set_random_generator_seed(seed)
+    buffer = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=buffer,
+            model_type=model_type,
+            vocab_size=vocab_size,
+            character_coverage=character_coverage,
+            num_threads=1,
+            shuffle_input_sentence=False,
+            input_sentence_size=0,
+            hard_vocab_limit=False,
+            normalization_rule_name="identity",
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            unk_id=0,
+            minloglevel=2,
+        )
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split("] ", 1)[-1]  # drop "INTERNAL: src/trainer.cc(638) [condition]"
+        raise DataError(
+            f"sentencepiece training failed ({model_type}, vocab size {vocab_size}): {first}"
+        ) from None
+    atomic_write_bytes(model_path, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def build_tokenizer(
+    tok_cfg: TokenizerConfig, lang: Lang, sp_model: str | Path | None = None
+) -> Tokenizer:
+    """The tokenizer a config asks for.
+
+    Args:
+        tok_cfg: one side's tokenizer settings.
+        lang: that side's language (Moses rules, how ``space`` tokens are joined).
+        sp_model: the trained model file; required for ``sentencepiece``.
+    """
+    kind = tok_cfg.type
+    if kind == "jieba":
+        return JiebaTokenizer(tok_cfg.user_dict)
+    if kind == "char":
+        return CharTokenizer()
+    if kind == "moses":
+        return MosesTokenizer(lang)
+    if kind == "space":
+        return SpaceTokenizer(lang)
+    if kind == "sentencepiece":
+        if sp_model is None:
+            raise ConfigError("sentencepiece tokenizer needs a trained model; run nmt build-vocab")
+        return SentencePieceTokenizer(sp_model)
+    raise ConfigError(f"unknown tokenizer type {kind!r}")  # pragma: no cover - config checks

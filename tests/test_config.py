@@ -1,0 +1,98 @@
+"""nmt.config: validation messages, overrides, and configs/*.yaml kept in sync with defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO_ROOT
+
+from nmt.config import Config, load_config
+from nmt.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "data:\n  trian: x.tsv\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: data.trian: unknown key (did you mean data.train?)"
+
+
+def test_duplicate_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "seed: 1\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'seed' at line 2 \(first at line 1\)"):
+        load_config(path)
+
+
+def test_wrong_type_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "data:\n  min_freq: often\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: data\.min_freq: expected int, got 'often'$"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"data\.src_tokenizer\.type: expected 'jieba'"):
+        load_config(write(tmp_path, "data:\n  src_tokenizer:\n    type: bpe\n"))
+
+
+def test_exponent_without_dot_is_a_float(tmp_path: Path) -> None:
+    # PyYAML reads 1e-3 as the string "1e-3".
+    assert load_config(write(tmp_path, "train:\n  lr: 1e-3\n")).train.lr == pytest.approx(1e-3)
+
+
+def test_impossible_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "model:\n  d_model: 100\n  heads: 3\n")
+    with pytest.raises(ConfigError, match="model.d_model: 100 is not divisible by model.heads=3"):
+        load_config(path)
+
+
+def test_set_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "train:\n  lr: 0.1\n")
+    cfg = load_config(path, ["train.lr=3e-4", "data.src_tokenizer.type=char", "data.dev=null"])
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.data.src_tokenizer.type == "char" and cfg.data.dev is None
+    with pytest.raises(ConfigError, match=r"data\.nope: unknown key"):
+        load_config(path, ["data.nope=1"])
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(write(tmp_path, "data: [unclosed\n"))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def _keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        out.add(prefix + key)
+        if isinstance(value, dict):
+            out |= _keys(value, f"{prefix}{key}.")
+    return out
+
+
+def test_reference_yaml_lists_every_default() -> None:
+    path = REPO_ROOT / "configs" / "reference.yaml"
+    assert load_config(path) == Config()
+    listed = _keys(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert listed == _keys(dataclasses.asdict(Config()))
+
+
+def test_reference_yaml_comments_every_key() -> None:
+    for number, line in enumerate((REPO_ROOT / "configs" / "reference.yaml").read_text(
+            encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and not stripped.endswith(":"):
+            assert " # " in line, f"reference.yaml:{number} has no comment: {line}"
+
+
+def test_quickstart_loads() -> None:
+    cfg = load_config(REPO_ROOT / "configs" / "quickstart.yaml")
+    assert cfg.data.src_tokenizer.type == "jieba" and cfg.data.tgt_tokenizer.type == "moses"
+    assert cfg.run_dir == "runs/quickstart" and cfg.data.train == "data/sample/train.tsv"
