@@ -8,7 +8,7 @@ along the batch dimension, which is how beam search reorders and expands hypothe
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from torch import Tensor, nn
 
@@ -16,7 +16,13 @@ S = TypeVar("S", bound="DecoderState")
 
 
 class DecoderState(Protocol):
-    """Per-hypothesis decoder state; every tensor in it has the batch as dimension 0."""
+    """Per-hypothesis decoder state, one row per hypothesis.
+
+    Treat it as opaque: :meth:`select` is the only way to re-index it (a model may keep a
+    tensor in another layout, e.g. a GRU's ``(layers, batch, hidden)``). A state may share
+    buffers with the state it came from: once a state has been stepped, step only its
+    successor (or a :meth:`select` of it), not the state itself a second time.
+    """
 
     def select(self: S, index: Tensor) -> S:
         """Return a new state whose row ``i`` is row ``index[i]`` of this one.
@@ -27,8 +33,14 @@ class DecoderState(Protocol):
         ...
 
 
-class Seq2Seq(nn.Module):
+StateT = TypeVar("StateT", bound=DecoderState)
+
+
+class Seq2Seq(nn.Module, Generic[StateT]):
     """Base class of the models: an encoder-decoder with a step-wise decoder.
+
+    Generic in its state type so that each model's ``decode_step`` is typed with its own state;
+    code that drives any model just annotates ``Seq2Seq`` (the state is then ``Any``).
 
     Token id conventions come from :mod:`nmt.datautil.vocab`: ``pad_id`` is 0, ``bos_id`` 2,
     ``eos_id`` 3. ``src_mask`` is ``True`` at real tokens and ``False`` at padding.
@@ -36,18 +48,25 @@ class Seq2Seq(nn.Module):
 
     pad_id: int = 0
 
-    def encode(self, src: Tensor, src_mask: Tensor) -> DecoderState:
+    def encode(
+        self, src: Tensor, src_mask: Tensor, need_attention: bool = False, use_cache: bool = True
+    ) -> StateT:
         """Run the encoder once and return the initial decoder state.
 
         Args:
-            src: ``(batch, src_len)`` token ids.
+            src: ``(batch, src_len)`` token ids; every row has at least one real token.
             src_mask: ``(batch, src_len)`` bool, True at real tokens.
+            need_attention: make :meth:`decode_step` return the attention over the source
+                (otherwise it returns None, and the Transformer keeps its fused fast path).
+            use_cache: the Transformer keeps a key/value cache of the target prefix; False
+                re-runs the whole prefix at every step (for benchmarks and tests only; the
+                results are the same). Models without a cache ignore it.
         """
         raise NotImplementedError
 
     def decode_step(
-        self, prev_tokens: Tensor, state: DecoderState
-    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        self, prev_tokens: Tensor, state: StateT
+    ) -> tuple[Tensor, StateT, Tensor | None]:
         """Advance the decoder by one position.
 
         Args:
@@ -57,8 +76,8 @@ class Seq2Seq(nn.Module):
         Returns:
             ``logits`` ``(batch, tgt_vocab)`` for the next token, the new state, and the
             attention over the source ``(batch, src_len)`` (the Transformer's last-layer
-            cross-attention averaged over heads), or None when the model was asked not to
-            compute it.
+            cross-attention averaged over heads), or None unless ``encode`` was called with
+            ``need_attention=True``.
         """
         raise NotImplementedError
 
