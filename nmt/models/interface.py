@@ -19,16 +19,19 @@ class DecoderState(Protocol):
     """Per-hypothesis decoder state, one row per hypothesis.
 
     Treat it as opaque: :meth:`select` is the only way to re-index it (a model may keep a
-    tensor in another layout, e.g. a GRU's ``(layers, batch, hidden)``). A state may share
-    buffers with the state it came from: once a state has been stepped, step only its
-    successor (or a :meth:`select` of it), not the state itself a second time.
+    tensor in another layout, e.g. a GRU's ``(layers, batch, hidden)``). States are immutable:
+    ``decode_step`` and ``select`` return new ones and never modify their argument.
     """
 
-    def select(self: S, index: Tensor) -> S:
+    def select(self: S, index: Tensor, same_source: bool = False) -> S:
         """Return a new state whose row ``i`` is row ``index[i]`` of this one.
 
         Args:
             index: ``(new_batch,)`` long tensor of rows to keep/repeat/reorder.
+            same_source: a promise that new row ``i`` decodes the same source sentence as old
+                row ``i`` (``index`` only permutes the hypotheses of each sentence, as a beam
+                step without finished sentences does). The source-side tensors (memory, masks,
+                cross-attention keys/values) are then kept instead of copied.
         """
         ...
 

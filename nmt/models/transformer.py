@@ -1,0 +1,259 @@
+"""Transformer encoder-decoder (Vaswani et al. 2017, arXiv:1706.03762) with a key/value cache.
+
+Pre-norm (Xiong et al. 2020; the default, with a final LayerNorm on each stack) or post-norm
+(the original). The multi-head attention modules are in :mod:`nmt.models.attention`: they go
+through ``F.scaled_dot_product_attention``; self-attention uses one fused QKV projection,
+cross-attention a Q projection and a fused KV projection of the encoder memory.
+
+Dropout is the paper's (§5.4): on the embeddings-plus-positions and on every sublayer output
+before the residual sum; none on attention weights or inside the feed-forward (fairseq's
+defaults too). Attention dropout would also force SDPA off its fused kernel onto the slow
+reference path, and on a CPU each dropout mask costs about as much as a small matmul.
+
+Incremental decoding: :meth:`Transformer.encode` computes every decoder layer's cross-attention
+keys/values of the memory ONCE; each :meth:`Transformer.decode_step` runs only the newest
+position and appends its self-attention keys/values to a per-layer cache, so past positions are
+never recomputed. ``encode(..., use_cache=False)`` re-runs the whole prefix instead (benchmarks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal, cast
+
+import torch
+from torch import Tensor, nn
+
+from nmt.models.attention import KV, CrossAttention, SelfAttention
+from nmt.models.interface import Seq2Seq
+
+
+def sinusoidal_table(length: int, d_model: int) -> Tensor:
+    """``(length, d_model)`` sin/cos position encodings (Vaswani et al. 2017 §3.5)."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(1e4) / d_model))
+    table = torch.zeros(length, d_model)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)[:, : d_model // 2]
+    return table
+
+
+class Embedder(nn.Module):
+    """Token embedding · sqrt(d_model) (§3.4) plus positions, then dropout."""
+
+    table: Tensor
+
+    def __init__(
+        self, embed: nn.Embedding, positions: Literal["sinusoidal", "learned"],
+        max_positions: int, dropout: float,
+    ) -> None:
+        super().__init__()
+        d_model = embed.embedding_dim
+        self.embed, self.max_positions, self.scale = embed, max_positions, math.sqrt(d_model)
+        self.learned = nn.Embedding(max_positions, d_model) if positions == "learned" else None
+        # Not saved in checkpoints: it is a function of the config.
+        self.register_buffer("table", sinusoidal_table(max_positions, d_model), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
+        """``(batch, len)`` ids at positions ``offset..offset+len-1`` -> ``(batch, len, d)``."""
+        end = offset + ids.size(1)
+        if end > self.max_positions:
+            raise ValueError(f"{end} positions exceed model.max_positions={self.max_positions}")
+        table = self.table if self.learned is None else self.learned.weight
+        return self.dropout(self.embed(ids) * self.scale + table[offset:end])
+
+
+class FeedForward(nn.Sequential):
+    """Position-wise ``Linear -> ReLU -> Linear`` (§3.3)."""
+
+    def __init__(self, d_model: int, ff_size: int) -> None:
+        super().__init__(nn.Linear(d_model, ff_size), nn.ReLU(), nn.Linear(ff_size, d_model))
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention and feed-forward sublayers, each with a residual connection."""
+
+    def __init__(
+        self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool
+    ) -> None:
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.self_attn = SelfAttention(d_model, heads)
+        self.ff = FeedForward(d_model, ff_size)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``(batch, src_len, d)`` with key mask ``(batch, 1, 1, src_len)``."""
+        pre = self.pre_norm
+        a, _ = self.self_attn(self.norm1(x) if pre else x, mask=mask)
+        x = x + self.dropout(a) if pre else self.norm1(x + self.dropout(a))
+        f = self.ff(self.norm2(x) if pre else x)
+        return x + self.dropout(f) if pre else self.norm2(x + self.dropout(f))
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, cross-attention and feed-forward sublayers."""
+
+    def __init__(
+        self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool
+    ) -> None:
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.self_attn = SelfAttention(d_model, heads)
+        self.cross_attn = CrossAttention(d_model, heads)
+        self.ff = FeedForward(d_model, ff_size)
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: Tensor, memory_kv: KV, mask: Tensor, cache: KV | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, KV, Tensor | None]:
+        """``x`` ``(batch, len, d)``; without ``cache`` the whole prefix, causally masked.
+
+        Returns the output, this layer's self-attention keys/values (the new cache) and the
+        cross-attention weights ``(batch, len, src_len)`` when ``need_weights``.
+        """
+        pre = self.pre_norm
+        a, kv = self.self_attn(self.norm1(x) if pre else x, causal=cache is None, cache=cache)
+        x = x + self.dropout(a) if pre else self.norm1(x + self.dropout(a))
+        c, weights = self.cross_attn(self.norm2(x) if pre else x, memory_kv, mask, need_weights)
+        x = x + self.dropout(c) if pre else self.norm2(x + self.dropout(c))
+        f = self.ff(self.norm3(x) if pre else x)
+        x = x + self.dropout(f) if pre else self.norm3(x + self.dropout(f))
+        return x, kv, weights
+
+
+@dataclass(frozen=True)
+class TransformerState:
+    """Decoder state of :class:`Transformer`; every tensor is batch-first."""
+
+    memory_kv: tuple[KV, ...]  # per layer, cross-attention (k, v), each (batch, heads, src_len, hd)
+    mask: Tensor  # (batch, 1, 1, src_len) bool, True at real source tokens
+    self_kv: tuple[KV, ...]  # per layer, self-attention cache (batch, heads, steps, hd); () if off
+    prefix: Tensor | None  # (batch, steps) tokens so far when decoding without the cache
+    steps: int = 0  # target positions decoded so far
+    need_attention: bool = False
+
+    def select(self, index: Tensor, same_source: bool = False) -> TransformerState:
+        """Rows ``index`` (``(new_batch,)`` long) of every tensor, for beam search.
+
+        With ``same_source`` (see :meth:`nmt.models.interface.DecoderState.select`) the
+        source-side tensors are kept as they are, not copied.
+        """
+
+        def pick(kvs: tuple[KV, ...]) -> tuple[KV, ...]:
+            return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in kvs)
+
+        new = replace(
+            self,
+            self_kv=pick(self.self_kv),
+            prefix=None if self.prefix is None else self.prefix.index_select(0, index),
+        )
+        if same_source:
+            return new
+        return replace(new, memory_kv=pick(self.memory_kv), mask=self.mask.index_select(0, index))
+
+
+class Transformer(Seq2Seq[TransformerState]):
+    """Encoder-decoder Transformer; embeddings and the output layer are tied by the factory."""
+
+    def __init__(
+        self, src_embed: nn.Embedding, tgt_embed: nn.Embedding, heads: int, ff_size: int,
+        enc_layers: int, dec_layers: int, dropout: float, norm: Literal["pre", "post"] = "pre",
+        positions: Literal["sinusoidal", "learned"] = "sinusoidal", max_positions: int = 512,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        d_model, pre = tgt_embed.embedding_dim, norm == "pre"
+        self.pad_id, self.heads = pad_id, heads
+        self.src_embedder = Embedder(src_embed, positions, max_positions, dropout)
+        self.tgt_embedder = Embedder(tgt_embed, positions, max_positions, dropout)
+        layer_args = (d_model, heads, ff_size, dropout, pre)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(enc_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(dec_layers))
+        # Pre-norm leaves the residual stream unnormalised, so each stack ends with a LayerNorm.
+        self.encoder_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        self.generator = nn.Linear(d_model, tgt_embed.num_embeddings, bias=False)
+
+    def _encode(self, src: Tensor, mask: Tensor) -> Tensor:
+        """``(batch, src_len)`` ids and key mask -> memory ``(batch, src_len, d)``."""
+        x = self.src_embedder(src)
+        for layer in self.encoder_layers:
+            x = layer(x, mask)
+        return self.encoder_norm(x)
+
+    def _project(self, memory: Tensor) -> tuple[KV, ...]:
+        """Every decoder layer's cross-attention keys/values of ``memory``."""
+        layers = cast(list[DecoderLayer], self.decoder_layers)
+        return tuple(layer.cross_attn.project_memory(memory) for layer in layers)
+
+    def _decode(
+        self, tgt: Tensor, offset: int, memory_kv: tuple[KV, ...], mask: Tensor,
+        caches: tuple[KV, ...] | None = None, need_weights: bool = False,
+    ) -> tuple[Tensor, tuple[KV, ...], Tensor | None]:
+        """Decoder stack over ``tgt`` ``(batch, len)`` at positions ``offset..``.
+
+        Returns the final hidden states ``(batch, len, d)``, every layer's self-attention
+        keys/values, and the last layer's cross-attention weights if ``need_weights``.
+        """
+        x = self.tgt_embedder(tgt, offset)
+        new_caches: list[KV] = []
+        weights = None
+        last = len(self.decoder_layers) - 1
+        for i, layer in enumerate(self.decoder_layers):
+            cache = None if caches is None else caches[i]
+            x, kv, weights = layer(x, memory_kv[i], mask, cache, need_weights and i == last)
+            new_caches.append(kv)
+        return self.decoder_norm(x), tuple(new_caches), weights
+
+    def encode(
+        self, src: Tensor, src_mask: Tensor, need_attention: bool = False, use_cache: bool = True
+    ) -> TransformerState:
+        """Encode once and precompute every layer's cross-attention keys/values."""
+        mask = src_mask[:, None, None, :]  # (batch, 1, 1, src_len): broadcasts over heads, queries
+        memory = self._encode(src, mask)
+        # Read at every step: contiguous once here rather than strided views each time.
+        memory_kv = tuple((k.contiguous(), v.contiguous()) for k, v in self._project(memory))
+        if use_cache:
+            k = memory_kv[0][0]  # the cache takes the keys' dtype (bf16 under autocast)
+            empty = k.new_empty(k.size(0), k.size(1), 0, k.size(3))
+            self_kv: tuple[KV, ...] = tuple((empty, empty) for _ in self.decoder_layers)
+            prefix = None
+        else:
+            self_kv, prefix = (), src.new_empty(src.size(0), 0)
+        return TransformerState(memory_kv, mask, self_kv, prefix, 0, need_attention)
+
+    def decode_step(
+        self, prev_tokens: Tensor, state: TransformerState
+    ) -> tuple[Tensor, TransformerState, Tensor | None]:
+        """``(batch,)`` previous tokens -> logits ``(batch, vocab)``, new state, weights."""
+        need = state.need_attention
+        if state.prefix is None:  # cached: run the newest position only
+            tgt = prev_tokens.unsqueeze(1)
+            h, caches, weights = self._decode(
+                tgt, state.steps, state.memory_kv, state.mask, state.self_kv, need
+            )
+            new_state = replace(state, self_kv=caches, steps=state.steps + 1)
+        else:  # uncached: re-run the whole prefix and keep the last position
+            prefix = torch.cat([state.prefix, prev_tokens.unsqueeze(1)], dim=1)
+            h, _, weights = self._decode(prefix, 0, state.memory_kv, state.mask, None, need)
+            new_state = replace(state, prefix=prefix, steps=state.steps + 1)
+        attn = weights[:, -1] if weights is not None else None
+        return self.generator(h[:, -1]), new_state, attn
+
+    def forward(
+        self, src: Tensor, src_mask: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
+    ) -> Tensor:
+        """Teacher-forced pass: ``(batch, tgt_len)`` -> ``(batch, tgt_len, vocab)`` logits.
+
+        ``teacher_forcing`` is accepted for the common interface and ignored: every position is
+        computed in parallel from the gold prefix.
+        """
+        mask = src_mask[:, None, None, :]
+        h, _, _ = self._decode(tgt_in, 0, self._project(self._encode(src, mask)), mask)
+        return self.generator(h)
