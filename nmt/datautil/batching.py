@@ -1,0 +1,312 @@
+"""Padding, masks, token-bucketed batches and the on-disk token cache.
+
+Sequence layout (the one place it is decided, used by training, validation and translate):
+the source is ``ids + [</s>]``; the decoder input is ``[<s>] + ids`` and the decoder output
+``ids + [</s>]``. A tokenized corpus is kept as flat id arrays plus offsets
+(:class:`TokenizedCorpus`), which is compact, fast to slice and saves as plain ``.npy`` data.
+
+Batches are formed by :class:`TokenBatchSampler`: the examples are shuffled, cut into large
+pools, sorted by length inside each pool (so neighbours have similar lengths and padding is
+small) and packed greedily under a budget of ``batch_tokens`` *padded* tokens, counted as
+``batch_size * max(longest source, longest target)`` (both with their ``</s>``/``<s>``). The
+batch list of an epoch is a pure function of ``(seed, epoch)``, so a resumed run can continue
+at batch ``k`` of epoch ``e`` exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID
+from nmt.fileio import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "nmt-token-cache-v1"
+
+
+# --------------------------------------------------------------------------- corpus storage
+
+
+@dataclass(frozen=True)
+class TokenizedCorpus:
+    """Token ids of a parallel corpus: example ``i`` is ``ids[offsets[i]:offsets[i + 1]]``.
+
+    Ids carry no ``<s>``/``</s>``; :func:`collate` adds them.
+    """
+
+    src_ids: np.ndarray  # (total_src_tokens,) int32
+    src_offsets: np.ndarray  # (n + 1,) int64
+    tgt_ids: np.ndarray  # (total_tgt_tokens,) int32
+    tgt_offsets: np.ndarray  # (n + 1,) int64
+
+    @classmethod
+    def from_lists(
+        cls, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]
+    ) -> TokenizedCorpus:
+        """Pack id lists (one per example, the same number on both sides)."""
+        if len(src) != len(tgt):
+            raise ValueError(f"{len(src)} source but {len(tgt)} target examples")
+        return cls(*_flatten(src), *_flatten(tgt))
+
+    def __len__(self) -> int:
+        return len(self.src_offsets) - 1
+
+    def src(self, i: int) -> np.ndarray:
+        return self.src_ids[self.src_offsets[i] : self.src_offsets[i + 1]]
+
+    def tgt(self, i: int) -> np.ndarray:
+        return self.tgt_ids[self.tgt_offsets[i] : self.tgt_offsets[i + 1]]
+
+    def src_lengths(self) -> np.ndarray:
+        """``(n,)`` source lengths without ``</s>``."""
+        return np.diff(self.src_offsets)
+
+    def tgt_lengths(self) -> np.ndarray:
+        """``(n,)`` target lengths without ``<s>``/``</s>``."""
+        return np.diff(self.tgt_offsets)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            format=np.array(CACHE_FORMAT),
+            src_ids=self.src_ids,
+            src_offsets=self.src_offsets,
+            tgt_ids=self.tgt_ids,
+            tgt_offsets=self.tgt_offsets,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TokenizedCorpus:
+        """Inverse of :meth:`to_bytes`; raises ValueError on anything inconsistent."""
+        # allow_pickle=False: a cache file is data, never code.
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if str(z["format"]) != CACHE_FORMAT:
+                raise ValueError(f"unknown cache format {z['format']!r}")
+            corpus = cls(z["src_ids"], z["src_offsets"], z["tgt_ids"], z["tgt_offsets"])
+        for ids, off in (
+            (corpus.src_ids, corpus.src_offsets),
+            (corpus.tgt_ids, corpus.tgt_offsets),
+        ):
+            if off.ndim != 1 or len(off) == 0 or off[0] != 0 or off[-1] != len(ids):
+                raise ValueError("offsets do not match the ids")
+            if np.any(np.diff(off) < 0):
+                raise ValueError("offsets are not monotonic")
+        if len(corpus.src_offsets) != len(corpus.tgt_offsets):
+            raise ValueError("source and target sizes differ")
+        return corpus
+
+
+def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
+    return flat, offsets
+
+
+# --------------------------------------------------------------------------- padding
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One padded training batch. Token counts are known on the host without a device sync."""
+
+    src: Tensor  # (batch, src_len) long
+    src_mask: Tensor  # (batch, src_len) bool, True at real tokens
+    tgt_in: Tensor  # (batch, tgt_len) long: <s> y1 ... yn
+    tgt_out: Tensor  # (batch, tgt_len) long: y1 ... yn </s>, PAD elsewhere
+    n_src_tokens: int  # real source tokens, </s> included
+    n_tgt_tokens: int  # real target tokens (the loss denominator), </s> included
+
+    def to(self, device: torch.device) -> Batch:
+        # non_blocking pays off only from pinned memory (CUDA); it is harmless elsewhere.
+        nb = device.type == "cuda"
+        return Batch(
+            self.src.to(device, non_blocking=nb),
+            self.src_mask.to(device, non_blocking=nb),
+            self.tgt_in.to(device, non_blocking=nb),
+            self.tgt_out.to(device, non_blocking=nb),
+            self.n_src_tokens,
+            self.n_tgt_tokens,
+        )
+
+
+def pad_sequences(
+    seqs: Sequence[Sequence[int] | np.ndarray], prefix: int | None = None, suffix: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Pad id sequences into ``(batch, max_len)`` with optional prefix/suffix tokens.
+
+    Returns:
+        ``ids`` long and ``mask`` bool (True at real tokens), both ``(batch, max_len)``.
+    """
+    extra = (prefix is not None) + (suffix is not None)
+    lengths = [len(s) + extra for s in seqs]
+    width = max(lengths, default=0)
+    out = np.full((len(seqs), width), PAD_ID, dtype=np.int64)
+    start = int(prefix is not None)
+    for row, (seq, n) in enumerate(zip(seqs, lengths, strict=True)):
+        if prefix is not None:
+            out[row, 0] = prefix
+        out[row, start : start + len(seq)] = seq
+        if suffix is not None:
+            out[row, n - 1] = suffix
+    ids = torch.from_numpy(out)
+    return ids, ids != PAD_ID
+
+
+def collate_src(seqs: Sequence[Sequence[int] | np.ndarray]) -> tuple[Tensor, Tensor]:
+    """Source ids (no specials) -> ``(src, src_mask)`` as the models were trained on."""
+    return pad_sequences(seqs, suffix=EOS_ID)
+
+
+def collate(corpus: TokenizedCorpus, indices: Sequence[int]) -> Batch:
+    """Build the padded batch of the examples ``indices`` (in that order)."""
+    src, src_mask = collate_src([corpus.src(i) for i in indices])
+    tgts = [corpus.tgt(i) for i in indices]
+    tgt_in, _ = pad_sequences(tgts, prefix=BOS_ID)
+    tgt_out, tgt_mask = pad_sequences(tgts, suffix=EOS_ID)
+    return Batch(src, src_mask, tgt_in, tgt_out, int(src_mask.sum()), int(tgt_mask.sum()))
+
+
+# --------------------------------------------------------------------------- batching
+
+
+class TokenBatchSampler:
+    """Length-bucketed batches under a padded-token budget, reshuffled per epoch.
+
+    Args:
+        src_lengths, tgt_lengths: ``(n,)`` lengths without specials.
+        batch_tokens: budget of ``batch_size * max(src_len + 1, tgt_len + 1)`` per batch; an
+            example longer than the budget on its own still gets a batch of one.
+        seed: the run seed; epoch ``e`` is shuffled by ``(seed, e)``.
+        pool_batches: examples are sorted by length within pools of about this many batches,
+            which keeps padding small while batches still mix across the corpus.
+    """
+
+    def __init__(
+        self,
+        src_lengths: np.ndarray,
+        tgt_lengths: np.ndarray,
+        batch_tokens: int,
+        seed: int,
+        pool_batches: int = 100,
+    ) -> None:
+        self.src_len = np.asarray(src_lengths, dtype=np.int64) + 1  # </s>
+        self.tgt_len = np.asarray(tgt_lengths, dtype=np.int64) + 1  # <s> / </s>
+        self.cost = np.maximum(self.src_len, self.tgt_len)
+        self.batch_tokens = batch_tokens
+        self.seed = seed
+        mean = float(self.cost.mean()) if len(self.cost) else 1.0
+        self.pool_size = max(1, int(pool_batches * batch_tokens / mean))
+
+    def __len__(self) -> int:
+        return len(self.cost)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The batches (lists of example indices) of ``epoch``, in training order."""
+        rng = np.random.default_rng([self.seed % 2**32, epoch])
+        order = rng.permutation(len(self.cost))
+        batches: list[list[int]] = []
+        for start in range(0, len(order), self.pool_size):
+            pool = order[start : start + self.pool_size]
+            # lexsort is stable: ties keep the shuffled order, so equal lengths still mix.
+            pool = pool[np.lexsort((self.tgt_len[pool], self.cost[pool]))]
+            batches.extend(self._pack(pool))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _pack(self, pool: np.ndarray) -> list[list[int]]:
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for idx, cost in zip(pool.tolist(), self.cost[pool].tolist(), strict=True):
+            widest = max(longest, cost)
+            if current and (len(current) + 1) * widest > self.batch_tokens:
+                batches.append(current)
+                current, widest = [], cost
+            current.append(idx)
+            longest = widest
+        if current:
+            batches.append(current)
+        return batches
+
+    def padding_fraction(self, batches: Sequence[Sequence[int]]) -> float:
+        """Share of padding in the tensors of ``batches`` (source and target together)."""
+        real = padded = 0
+        for b in batches:
+            s, t = self.src_len[b], self.tgt_len[b]
+            real += int(s.sum() + t.sum())
+            padded += len(b) * int(s.max() + t.max())
+        return 1.0 - real / padded if padded else 0.0
+
+
+def shard_batches(batches: Sequence[list[int]], rank: int, world: int) -> list[list[int]]:
+    """This rank's share of an epoch: every rank gets the same number of batches and every
+    example is used exactly once (for data-parallel training).
+
+    Batches are dealt round-robin; the leftover batches (one more round when they hold fewer
+    than ``world`` examples) are merged and re-split into ``world`` pieces, so no rank waits and
+    no example is dropped. Only an epoch of fewer than ``world`` examples repeats some.
+    """
+    if world == 1:
+        return list(batches)
+    full = len(batches) - len(batches) % world
+    if full < len(batches) and full >= world and sum(len(b) for b in batches[full:]) < world:
+        full -= world
+    mine = [list(b) for b in batches[rank:full:world]]
+    rest = [i for b in batches[full:] for i in b]
+    if rest:
+        while len(rest) < world:  # degenerate tiny epoch: repeat rather than leave a rank idle
+            rest.extend(rest[: world - len(rest)])
+        piece = np.array_split(np.asarray(rest, dtype=np.int64), world)[rank]
+        mine.append(piece.tolist())
+    return mine
+
+
+# --------------------------------------------------------------------------- token cache
+
+
+def cache_key(files: Sequence[str | Path], settings: str) -> str:
+    """Hash of the files' contents (in order) and a settings string, e.g. the data config."""
+    h = hashlib.sha256(CACHE_FORMAT.encode())
+    for path in files:
+        h.update(b"\0file\0")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    h.update(b"\0settings\0" + settings.encode("utf-8"))
+    return h.hexdigest()[:24]
+
+
+def cached_corpus(
+    cache_dir: str | Path, name: str, key: str, build: Callable[[], TokenizedCorpus]
+) -> TokenizedCorpus:
+    """Load ``cache_dir/NAME-KEY.npz`` or build the corpus and write it there atomically.
+
+    A cache file that cannot be read is rebuilt (it is only ever a copy of derived data).
+    """
+    path = Path(cache_dir) / f"{name}-{key}.npz"
+    if path.is_file():
+        try:
+            corpus = TokenizedCorpus.from_bytes(path.read_bytes())
+            log.debug("token cache hit: %s", path)
+            return corpus
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("%s: unreadable token cache (%s); rebuilding it", path, e)
+    corpus = build()
+    atomic_write_bytes(path, corpus.to_bytes())
+    for stale in path.parent.glob(f"{name}-*.npz"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    return corpus
