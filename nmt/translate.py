@@ -1,0 +1,352 @@
+"""The Translator: run directory -> normalize, tokenize -> decode -> detokenize.
+
+``nmt translate`` (arguments, files, stdin, the prompt), ``nmt evaluate --model`` and the Python
+API all go through :meth:`Translator.translate`, so they never disagree::
+
+    from nmt import Translator
+
+    translator = Translator.load("runs/quickstart", device="cpu")
+    translator.translate(["我喜欢茶。", ""], strategy="greedy")   # -> ["I like tea.", ""]
+
+Input policy: exactly one output per input, in input order. A sentence with no tokens after
+normalization (empty, whitespace or control characters only) gives ``""`` without reaching the
+model. A sentence longer than the model takes is truncated to its first tokens, with a warning
+naming the line; it is never dropped. Sentences are decoded longest first in batches of
+similar length and put back in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, overload
+
+import torch
+from torch import Tensor
+
+from nmt.config import Config, DecodeConfig, config_from_dict, config_to_dict, load_config
+from nmt.datautil.batching import collate_src
+from nmt.datautil.pipeline import TextProcessor
+from nmt.datautil.tokenize import SPACE_MARK
+from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.decoding import Hypothesis, search
+from nmt.errors import CheckpointError, ConfigError
+from nmt.models.factory import build_model
+from nmt.models.interface import Seq2Seq
+from nmt.runtime import autocast, resolve_precision, select_device
+from nmt.training.checkpoint import MODEL_FILE, find_checkpoint, load_weights, resolve_checkpoint
+from nmt.training.serialization import read_tensors
+
+__all__ = ["NBestEntry", "Translation", "Translator"]
+
+log = logging.getLogger(__name__)
+
+_NEWLINES = str.maketrans({"\n": " ", "\r": " "})  # one output line per input, always
+
+
+class NBestEntry(NamedTuple):
+    """One hypothesis of an n-best list (a tuple ``(translation, score, norm_score, tokens)``)."""
+
+    translation: str
+    score: float  # summed log-probability
+    norm_score: float  # score / GNMT length penalty; the ranking key
+    tokens: list[str]  # target tokens as the model produced them (<unk> not replaced)
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A translated sentence with its details.
+
+    Attributes:
+        source: the input as given.
+        translation: the best hypothesis as plain text (``nbest[0].translation``).
+        score, norm_score: of the best hypothesis; 0.0 for an empty input.
+        nbest: best first; one entry for greedy/sampling (and for an empty input).
+        src_tokens: the source tokens the model read (after normalization and truncation).
+        tokens: the best hypothesis' target tokens.
+        attention: ``(len(tokens), len(src_tokens))`` float32 when requested, else None.
+        truncated: the source was longer than the model takes and was cut.
+    """
+
+    source: str
+    translation: str
+    score: float
+    norm_score: float
+    nbest: list[NBestEntry]
+    src_tokens: list[str]
+    tokens: list[str]
+    attention: Tensor | None = None
+    truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``nmt translate --format jsonl`` (non-finite scores -> null)."""
+        return {
+            "source": self.source,
+            "translation": self.translation,
+            "score": _finite(self.score),
+            "norm_score": _finite(self.norm_score),
+            "nbest": [
+                {"translation": e.translation, "score": _finite(e.score),
+                 "norm_score": _finite(e.norm_score), "tokens": e.tokens}
+                for e in self.nbest
+            ],
+            "src_tokens": self.src_tokens,
+            "tokens": self.tokens,
+            **({"truncated": True} if self.truncated else {}),
+        }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    source: str
+    tokens: list[str]
+    ids: list[int]
+    truncated: bool
+
+
+class Translator:
+    """A trained model with its text processing; build it with :meth:`load`."""
+
+    def __init__(
+        self, config: Config, processor: TextProcessor, model: Seq2Seq, device: torch.device
+    ) -> None:
+        self.config = config
+        self.processor = processor
+        self.model = model.to(device).eval()
+        self.device = device
+        self._dtype = resolve_precision(config.train.precision, device)
+        # Longer sources are truncated: training saw none (data.max_len), and the Transformer's
+        # position table ends at max_positions (the source also gets its </s>).
+        positions = config.model.max_positions if config.model.type == "transformer" else None
+        limits = [config.data.max_len] + ([positions - 1] if positions else [])
+        self.max_src_tokens = min(limits)
+        self._max_len_cap = positions
+
+    @classmethod
+    def load(
+        cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path = "best"
+    ) -> Translator:
+        """Load the run in ``run_dir`` (its config.yaml, vocabularies and a checkpoint).
+
+        Args:
+            device: auto, cpu, cuda, cuda:N or mps.
+            checkpoint: ``best`` (falls back to ``latest`` when the run has no best yet),
+                ``latest``, or the path of a checkpoint directory.
+
+        Raises:
+            CheckpointError: the run directory, its config, vocabulary or weights are missing,
+                unsafe or do not fit together.
+        """
+        run = Path(run_dir)
+        if not run.is_dir():
+            raise CheckpointError(f"{run}: no such run directory")
+        config_path = run / "config.yaml"
+        if not config_path.is_file():
+            raise CheckpointError(f"{run}: no config.yaml; expected a run directory of 'nmt train'")
+        cfg = load_config(config_path)
+        processor = TextProcessor.load(run, cfg.data)
+        ckpt = _checkpoint_dir(run, checkpoint)
+        model = build_model(
+            cfg.model, len(processor.src_vocab), len(processor.tgt_vocab), processor.joint
+        )
+        tensors, _ = read_tensors(ckpt / MODEL_FILE)  # safetensors only: nothing is unpickled
+        load_weights(model, tensors, ckpt)
+        log.debug("loaded %s", ckpt)
+        return cls(cfg, processor, model, select_device(device))
+
+    # ------------------------------------------------------------------ translate
+
+    # The overloads only tell type checkers what return_details selects.
+    @overload
+    def translate(
+        self, sentences: Sequence[str], strategy: str | None = ..., beam_size: int | None = ...,
+        n_best: int | None = ..., length_penalty: float | None = ...,
+        temperature: float | None = ..., top_k: int | None = ..., top_p: float | None = ...,
+        seed: int | None = ..., max_len_a: float | None = ..., max_len_b: int | None = ...,
+        batch_size: int | None = ..., replace_unk: bool | None = ...,
+        return_details: Literal[False] = ..., with_attention: bool = ..., progress: bool = ...,
+    ) -> list[str]: ...
+    @overload
+    def translate(
+        self, sentences: Sequence[str], strategy: str | None = ..., beam_size: int | None = ...,
+        n_best: int | None = ..., length_penalty: float | None = ...,
+        temperature: float | None = ..., top_k: int | None = ..., top_p: float | None = ...,
+        seed: int | None = ..., max_len_a: float | None = ..., max_len_b: int | None = ...,
+        batch_size: int | None = ..., replace_unk: bool | None = ..., *,
+        return_details: Literal[True], with_attention: bool = ..., progress: bool = ...,
+    ) -> list[Translation]: ...
+    def translate(
+        self, sentences: Sequence[str], strategy: str | None = None,
+        beam_size: int | None = None, n_best: int | None = None,
+        length_penalty: float | None = None, temperature: float | None = None,
+        top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+        max_len_a: float | None = None, max_len_b: int | None = None,
+        batch_size: int | None = None, replace_unk: bool | None = None,
+        return_details: bool = False, with_attention: bool = False, progress: bool = False,
+    ) -> list[str] | list[Translation]:
+        """Translate ``sentences``: one result per input, in input order.
+
+        Decoding options left as None take the run's ``decode`` defaults (the sampling
+        ``seed`` defaults to the run's seed); they are validated like config keys.
+
+        Returns:
+            Plain translations, or with ``return_details`` a :class:`Translation` per input
+            (with its attention matrix when ``with_attention``).
+
+        Raises:
+            ConfigError: an option is invalid (the message names it).
+        """
+        if isinstance(sentences, str):
+            raise TypeError("translate() takes a list of sentences, not one string")
+        decode = self.decode_config(
+            strategy=strategy, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty,
+            temperature=temperature, top_k=top_k, top_p=top_p, max_len_a=max_len_a,
+            max_len_b=max_len_b, batch_size=batch_size, replace_unk=replace_unk,
+        )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"seed: expected an integer, got {seed!r}")
+        prepared = [self._prepare(i + 1, text) for i, text in enumerate(sentences)]
+        need_attention = decode.replace_unk or with_attention
+        nbests = self._search(prepared, decode, self.config.seed if seed is None else seed,
+                              need_attention, progress)
+        results = [
+            self._finish(p, nb, decode.replace_unk, with_attention)
+            for p, nb in zip(prepared, nbests, strict=True)
+        ]
+        return results if return_details else [r.translation for r in results]
+
+    def decode_config(self, **options: Any) -> DecodeConfig:
+        """The run's decode config with the given (non-None) options, validated."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if not given:
+            return self.config.decode
+        raw = config_to_dict(self.config)
+        raw["decode"].update(given)
+        try:
+            decode = config_from_dict(raw).decode
+        except ConfigError as e:
+            raise ConfigError(f"invalid decoding option: {e}") from None
+        if not math.isfinite(decode.max_len_a) or decode.max_len_a < 0:
+            raise ConfigError(f"invalid decoding option: decode.max_len_a: must be >= 0, "
+                              f"got {decode.max_len_a}")
+        return decode
+
+    def _prepare(self, line_no: int, text: str) -> _Prepared:
+        tokens = self.processor.tokenize_src(text)
+        limit = self.max_src_tokens
+        truncated = len(tokens) > limit
+        if truncated:
+            log.warning("line %d: %d source tokens, more than the model takes (%d); "
+                        "truncated to the first %d", line_no, len(tokens), limit, limit)
+            tokens = tokens[:limit]
+        return _Prepared(text, tokens, self.processor.src_vocab.encode(tokens), truncated)
+
+    def _search(
+        self, prepared: list[_Prepared], decode: DecodeConfig, seed: int, need_attention: bool,
+        progress: bool,
+    ) -> list[list[Hypothesis]]:
+        """N-best lists in input order (``[]`` for inputs without tokens)."""
+        from tqdm import tqdm
+
+        nbests: list[list[Hypothesis]] = [[] for _ in prepared]
+        # Longest first: similar lengths share a batch (little padding), slowest batch first.
+        order = sorted((i for i, p in enumerate(prepared) if p.ids),
+                       key=lambda i: (-len(prepared[i].ids), i))
+        generator = torch.Generator(self.device).manual_seed(seed)
+        bar = tqdm(total=len(order), unit="sent", file=sys.stderr, disable=not progress,
+                   dynamic_ncols=True, leave=False)
+        with bar, torch.inference_mode():
+            for start in range(0, len(order), decode.batch_size):
+                chunk = order[start : start + decode.batch_size]
+                src, src_mask = collate_src([prepared[i].ids for i in chunk])
+                with autocast(self.device, self._dtype):
+                    result = search(
+                        self.model, src.to(self.device), src_mask.to(self.device), decode,
+                        generator=generator, max_len_cap=self._max_len_cap,
+                        need_attention=need_attention,
+                    )
+                for i, hyps in zip(chunk, result, strict=True):
+                    nbests[i] = hyps
+                bar.update(len(chunk))
+        return nbests
+
+    def _finish(
+        self, prep: _Prepared, hyps: list[Hypothesis], replace_unk: bool, with_attention: bool
+    ) -> Translation:
+        if not hyps:  # nothing to translate
+            empty = NBestEntry("", 0.0, 0.0, [])
+            attn = torch.zeros(0, 0) if with_attention else None
+            return Translation(prep.source, "", 0.0, 0.0, [empty], [], [], attn, prep.truncated)
+        n_src = len(prep.tokens)
+        nbest = [
+            NBestEntry(self._text(h, prep.tokens, replace_unk), h.score, h.norm_score,
+                       self.processor.tgt_vocab.decode(h.tokens, strip_special=False))
+            for h in hyps
+        ]
+        best = hyps[0]
+        # Columns: the real source tokens (the search also reports the appended </s>).
+        attn = best.attention[:, :n_src] if with_attention and best.attention is not None else None
+        return Translation(prep.source, nbest[0].translation, best.score, best.norm_score, nbest,
+                           list(prep.tokens), nbest[0].tokens, attn, prep.truncated)
+
+    def _text(self, hyp: Hypothesis, src_tokens: list[str], replace_unk: bool) -> str:
+        """Plain text of a hypothesis: specials dropped, <unk> replaced when asked."""
+        vocab = self.processor.tgt_vocab
+        tokens: list[str] = []
+        for step, index in enumerate(hyp.tokens):
+            if index == EOS_ID:
+                break
+            if index in (PAD_ID, BOS_ID):  # the searches never emit these; never show them
+                continue
+            if index == UNK_ID and replace_unk and hyp.attention is not None:
+                # Most-attended real source token (the last column is the source's </s>).
+                source = src_tokens[int(hyp.attention[step, : len(src_tokens)].argmax())]
+                tokens.append(self._as_target_token(source))
+            else:
+                tokens.append(vocab.id_to_token(index))
+        return self.processor.detokenize_tgt(tokens).translate(_NEWLINES)
+
+    def _as_target_token(self, source_token: str) -> str:
+        """A source token in surface form, spelled as a target token of this run."""
+        surface = source_token.replace(SPACE_MARK, "") or source_token
+        # Sentencepiece marks the start of a word; without the mark it would glue to the left.
+        if self.config.data.tgt_tokenizer.type == "sentencepiece":
+            return SPACE_MARK + surface
+        return surface
+
+    def plot_attention(self, translation: Translation, path: str | Path) -> Path:
+        """Write the attention heatmap of a translation made ``with_attention`` (PNG)."""
+        from nmt.attention_plot import plot_attention
+
+        if translation.attention is None:
+            raise ValueError("translate(..., with_attention=True) first: this has no attention")
+        n_src = len(translation.src_tokens)
+        src_labels = self.processor.src_tokens_for_display(translation.source)[:n_src]
+        tgt_labels = [t.replace(SPACE_MARK, "") or SPACE_MARK for t in translation.tokens]
+        return plot_attention(src_labels, tgt_labels, translation.attention, path,
+                              title=translation.translation)
+
+
+def _checkpoint_dir(run: Path, checkpoint: str | Path) -> Path:
+    """``best`` (else ``latest``), ``latest``, or an explicit checkpoint directory."""
+    if str(checkpoint) in ("best", "latest"):
+        which = str(checkpoint)
+        found = find_checkpoint(run, which)
+        if found is None and which == "best":
+            found = find_checkpoint(run, "latest")
+            if found is not None:
+                log.info("%s has no best checkpoint yet; using the latest, %s", run, found.name)
+        if found is None:
+            raise CheckpointError(
+                f"{run}: no checkpoint in {run / 'checkpoints'}; train the model first"
+            )
+        return found
+    return resolve_checkpoint(checkpoint)

@@ -1,0 +1,159 @@
+"""`nmt translate` through CliRunner: inputs, outputs, formats, errors, both model types."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from test_translate import MODEL_TYPES, SPECIALS, build_run
+from typer.testing import CliRunner, Result
+
+from nmt.cli import app
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # Tiny models gain nothing from threads, and on a busy machine they wait for each other.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", params=MODEL_TYPES)
+def run_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_run(tmp_path_factory.getbasetemp() / "translate-runs", request.param)
+
+
+def translate(run_dir: Path, *args: str, input: str | bytes | None = None) -> Result:
+    return CliRunner().invoke(app, ["translate", "--model", str(run_dir), "--device", "cpu",
+                                    *args], input=input)
+
+
+def ok_lines(result: Result) -> list[str]:
+    assert result.exit_code == 0, result.output
+    return result.stdout.split("\n")[:-1] if result.stdout else []
+
+
+def one_error_line(result: Result) -> str:
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nmt: error: "), result.stderr
+    return lines[0]
+
+
+def test_text_arguments(run_dir: Path) -> None:
+    lines = ok_lines(translate(run_dir, "我喜欢茶。", "", "你好", "--strategy", "greedy"))
+    assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]
+
+
+def test_stdin_keeps_every_line_in_order(run_dir: Path) -> None:
+    sources = ["我喜欢茶。", "", "Tom住在New York，喝🍵 3点半", "\x07", "他很高兴。", ""]
+    piped = ok_lines(translate(run_dir, "--strategy", "beam", input="\n".join(sources) + "\n"))
+    assert len(piped) == len(sources)
+    assert [i for i, t in enumerate(piped) if not t] == [1, 3, 5]
+    args = ok_lines(translate(run_dir, "--strategy", "beam", *sources))
+    assert piped == args  # one processing path, whatever the input route
+    assert not any(s in line for line in piped for s in SPECIALS)
+
+
+def test_input_file_and_output_file(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes("\ufeff我喜欢茶。\r\n\r\n你好\u2028世界\n".encode())  # BOM, CRLF, U+2028
+    out = tmp_path / "out" / "hyp.txt"
+    result = translate(run_dir, "--input", str(src), "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    written = out.read_text(encoding="utf-8").split("\n")
+    assert len(written) == 4 and written[3] == "" and written[1] == ""
+    assert ok_lines(translate(run_dir, "--input", "-", input=src.read_bytes())) == written[:3]
+
+
+def test_jsonl_nbest(run_dir: Path) -> None:
+    lines = ok_lines(translate(run_dir, "你好", "我喜欢茶。", "--format", "jsonl",
+                               "--strategy", "beam", "--beam-size", "4", "--n-best", "3"))
+    assert len(lines) == 2
+    for line in lines:
+        obj = json.loads(line)
+        assert set(obj) >= {"source", "translation", "score", "norm_score", "nbest",
+                            "src_tokens", "tokens"}
+        assert len(obj["nbest"]) == 3
+        norms = [e["norm_score"] for e in obj["nbest"]]
+        assert norms == sorted(norms, reverse=True)
+        assert obj["nbest"][0]["translation"] == obj["translation"]
+        assert obj["nbest"][0]["tokens"] == obj["tokens"]
+    # Text mode prints the best only: still one line per input.
+    assert len(ok_lines(translate(run_dir, "你好", "--n-best", "3", "--beam-size", "4"))) == 1
+
+
+def test_sampling_seed(run_dir: Path) -> None:
+    args = ["--strategy", "sample", "--temperature", "2", "--top-k", "50", "--top-p", "0.95"]
+    text = "\n".join(["你好", "我喜欢茶。", "汤姆在哪里？", "他很高兴。"]) + "\n"
+    first = ok_lines(translate(run_dir, *args, "--seed", "3", input=text))
+    assert ok_lines(translate(run_dir, *args, "--seed", "3", input=text)) == first
+
+
+def test_long_line_warning(run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="nmt.translate"):
+        lines = ok_lines(translate(run_dir, input="你好\n" + "我喜欢茶" * 10 + "\n"))
+    assert len(lines) == 2 and lines[1]
+    assert "line 2" in caplog.text and "truncated" in caplog.text
+
+
+def test_invalid_utf8(run_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("你好\n".encode() + b"ab\xffcd\n")
+    result = translate(run_dir, "--input", str(bad))
+    assert result.exit_code == 3
+    assert f"{bad}:2: invalid UTF-8" in one_error_line(result)
+    assert "<stdin>:2" in one_error_line(translate(run_dir, input=bad.read_bytes()))
+    assert len(ok_lines(translate(run_dir, "--input", str(bad), "--errors", "replace"))) == 2
+
+
+def test_errors_are_one_line(run_dir: Path, tmp_path: Path) -> None:
+    missing = translate(tmp_path / "nope", "你好")
+    assert missing.exit_code == 4 and "no such run directory" in one_error_line(missing)
+    bad_option = translate(run_dir, "你好", "--top-p", "1.5")
+    assert bad_option.exit_code == 2 and "top_p" in one_error_line(bad_option)
+    bad_format = translate(run_dir, "你好", "--format", "xml")
+    assert bad_format.exit_code == 2 and "--format" in one_error_line(bad_format)
+    both = translate(run_dir, "你好", "--input", str(tmp_path / "x"))
+    assert both.exit_code == 2 and "not both" in one_error_line(both)
+
+
+def test_plot_attention(run_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plots = tmp_path / "plots"
+    lines = ok_lines(translate(run_dir, "我喜欢茶。", "", "Tom住在纽约", "--plot-attention",
+                               str(plots), "--strategy", "greedy"))
+    assert len(lines) == 3
+    assert sorted(p.name for p in plots.iterdir()) == ["0001.png", "0003.png"]
+    assert (plots / "0001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_documents_every_option() -> None:
+    result = CliRunner().invoke(app, ["translate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in ("--model", "--input", "--output", "--strategy", "--beam-size", "--n-best",
+                   "--length-penalty", "--temperature", "--top-k", "--top-p", "--seed",
+                   "--max-len-a", "--max-len-b", "--batch-size", "--device", "--replace-unk",
+                   "--format", "--plot-attention", "--checkpoint", "--errors"):
+        assert option in result.stdout, option
+
+
+def test_evaluate_model_mode_uses_the_translator(run_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "src.txt").write_text("我喜欢茶。\n你好\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("I like tea.\nHello.\n", encoding="utf-8")
+    result = CliRunner().invoke(app, [
+        "evaluate", "--model", str(run_dir), "--src", str(tmp_path / "src.txt"),
+        "--ref", str(tmp_path / "ref.txt"), "--device", "cpu", "--strategy", "greedy",
+        "--save-hyp", str(tmp_path / "hyp.txt"),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "decoding: 2 sentences" in result.stdout
+    hyps = (tmp_path / "hyp.txt").read_text(encoding="utf-8").splitlines()
+    assert hyps == ok_lines(translate(run_dir, "我喜欢茶。", "你好", "--strategy", "greedy"))
