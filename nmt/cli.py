@@ -162,10 +162,6 @@ def build_vocab_cmd(
     typer.echo(report.format())
 
 
-def _not_yet(name: str) -> None:
-    fail(f"'nmt {name}' is not yet available in this version", 1)
-
-
 @app.command()
 @reports_errors
 def train(

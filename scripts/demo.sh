@@ -14,3 +14,15 @@ else
   echo "[demo] nmt train --config configs/quickstart.yaml" >&2
   "$VENV/bin/nmt" train --config configs/quickstart.yaml
 fi
+
+# Translate a few sentences (stdin -> stdout), then the sample test set, and score it.
+echo "[demo] nmt translate --model runs/quickstart" >&2
+printf '我喜欢喝茶。\n汤姆今年8岁。\n你会说中文吗？\n' | "$VENV/bin/nmt" translate --model runs/quickstart
+cut -f2 data/sample/test.tsv > runs/quickstart/test.zh
+cut -f1 data/sample/test.tsv > runs/quickstart/test.en
+echo "[demo] nmt evaluate --model runs/quickstart --src runs/quickstart/test.zh --ref runs/quickstart/test.en" >&2
+"$VENV/bin/nmt" evaluate --model runs/quickstart --src runs/quickstart/test.zh \
+  --ref runs/quickstart/test.en --save-hyp runs/quickstart/test.hyp.en
+echo "[demo] attention heatmaps: runs/quickstart/attention/" >&2
+printf '我明年想去巴黎。\n' | "$VENV/bin/nmt" translate --model runs/quickstart \
+  --plot-attention runs/quickstart/attention >/dev/null
