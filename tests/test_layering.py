@@ -1,0 +1,91 @@
+"""Imports point one way (docs/CONTRACTS.md): lower layers never import higher ones.
+
+Parses every module of the package with ``ast`` (imports inside functions count too), so a
+lazy import cannot sneak an upward dependency past the check.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
+
+# For each layer, the nmt packages/modules it must NOT import.
+FORBIDDEN: dict[str, set[str]] = {
+    "nmt.errors": {"*"},
+    "nmt.fileio": {"nmt.config", "nmt.datautil", "nmt.models", "nmt.decoding", "nmt.training",
+                   "nmt.translate", "nmt.evaluate", "nmt.cli"},
+    "nmt.config": {"nmt.datautil", "nmt.models", "nmt.decoding", "nmt.training",
+                   "nmt.translate", "nmt.evaluate", "nmt.cli"},
+    "nmt.runtime": {"nmt.datautil", "nmt.models", "nmt.decoding", "nmt.training",
+                    "nmt.translate", "nmt.evaluate", "nmt.cli"},
+    "nmt.datautil": {"nmt.models", "nmt.decoding", "nmt.training", "nmt.translate",
+                     "nmt.evaluate", "nmt.cli"},
+    "nmt.models": {"nmt.datautil", "nmt.decoding", "nmt.training", "nmt.translate",
+                   "nmt.evaluate", "nmt.cli"},
+    # decoding may read the special token ids from datautil.vocab (a lower layer)
+    "nmt.decoding": {"nmt.training", "nmt.translate", "nmt.evaluate",
+                     "nmt.cli"},
+    "nmt.training": {"nmt.translate", "nmt.evaluate", "nmt.cli"},
+    "nmt.translate": {"nmt.evaluate", "nmt.cli"},
+    "nmt.evaluate": {"nmt.cli", "nmt.training"},
+}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {m for m in out if m == "nmt" or m.startswith("nmt.")}
+
+
+def layer_of(module: str) -> str | None:
+    for layer in sorted(FORBIDDEN, key=len, reverse=True):
+        if module == layer or module.startswith(layer + "."):
+            return layer
+    return None
+
+
+def within(module: str, target: str) -> bool:
+    return module == target or module.startswith(target + ".")
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_imports_point_one_way(path: Path) -> None:
+    name = module_name(path)
+    layer = layer_of(name)
+    if layer is None:
+        return
+    banned = FORBIDDEN[layer]
+    bad = sorted(
+        m
+        for m in imported_modules(path)
+        if not within(m, layer)
+        and ("*" in banned or any(within(m, b) for b in banned))
+    )
+    assert not bad, f"{name} ({layer} layer) imports {bad}"
+
+
+def test_every_layer_exists() -> None:
+    names = {module_name(p) for p in MODULES}
+    for layer in FORBIDDEN:
+        assert any(within(n, layer) for n in names), f"{layer} has no module"
