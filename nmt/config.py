@@ -2,16 +2,19 @@
 
 The dataclasses below are the only place defaults live (``configs/reference.yaml`` shows them
 with comments). :func:`load_config` validates a file at once: unknown keys (with a "did you
-mean"), duplicate keys, wrong types and impossible values all raise :class:`ConfigError` with one
-line naming the dotted key and the file.
+mean"), duplicate keys, wrong types, non-finite numbers and impossible values all raise
+:class:`ConfigError` with one line naming the dotted key and where its value came from: the file,
+or the ``--set KEY=VALUE`` that set it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -108,11 +111,13 @@ class TrainConfig:
     valid_bleu_sentences: int = 0  # 0 = the whole dev set
     early_stopping_patience: int = 0  # validations without dev BLEU gain; 0 = off
     keep_last: int = 2
+    average_last: int = 0  # nmt train ends by averaging the last N checkpoints; 0 = off
     max_nonfinite: int = 10  # consecutive NaN/inf losses before training stops
     log_every: int = 20
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    dist_timeout_minutes: float = 30.0  # torchrun runs: wait this long for the other processes
 
 
 @dataclass(frozen=True)
@@ -150,26 +155,32 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- YAML reading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+def _check_duplicates(node: yaml.Node, prefix: str = "", done: set[int] | None = None) -> None:
+    """Refuse a key given twice in one mapping (PyYAML silently keeps the last one).
 
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise ConfigError(
-                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
-                f"(first at line {seen[key] + 1})"
-            )
-        seen[key] = key_node.start_mark.line
-    return dict(loader.construct_pairs(node))
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+    Walks the composed node tree rather than hooking the constructor: nodes still carry their
+    line numbers, and the path down to each mapping is known, so the message can name the
+    dotted key (``train.lr``) and not just ``lr``.
+    """
+    done = set() if done is None else done
+    if id(node) in done:  # an alias of a node already checked
+        return
+    done.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, Any], int] = {}
+        for key_node, value_node in node.value:
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            line = key_node.start_mark.line + 1
+            ident = (key_node.tag, key_node.value)  # 1 and "1" are different keys
+            if isinstance(key_node, yaml.ScalarNode):
+                if ident in first:
+                    raise ConfigError(f"{prefix}{name}: duplicate key at line {line} "
+                                      f"(first at line {first[ident]})")
+                first[ident] = line
+            _check_duplicates(value_node, f"{prefix}{name}.", done)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, f"{prefix.rstrip('.')}[{i}].", done)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -180,7 +191,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = yaml.SafeLoader(text)  # checks the characters already
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_duplicates(node)
+            raw = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
@@ -198,6 +216,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- validation
 
 
+class _BadKey(ConfigError):
+    """A :class:`ConfigError` about one dotted key; :func:`load_config` uses ``keys`` to say
+    whether the value came from the file or from a ``--set``.
+
+    ``keys`` is the key at fault first, then the keys it was checked against (a ``--set`` of
+    any of them may be what broke it).
+    """
+
+    def __init__(self, key: str, why: str, *related: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.keys = (key, *related)
+
+
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:
@@ -212,7 +243,7 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it in canonical form."""
     origin = get_origin(tp)
-    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    bad = _BadKey(key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
             raise bad
@@ -258,7 +289,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise _BadKey(key, f"expected a mapping, got {value!r}")
         return _build(typing.cast(type, tp), value, key + ".")
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - schema bug
 
@@ -271,16 +302,31 @@ def _build(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
         if key not in fields:
             close = difflib.get_close_matches(str(key), sorted(fields), n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
+            raise _BadKey(f"{prefix}{key}", f"unknown key{hint}")
         kwargs[key] = _coerce(value, hints[key], prefix + key)
     return cls(**kwargs)
 
 
+def _check_finite(section: Any, prefix: str = "") -> None:
+    """Every float of every section must be finite: ``.inf`` or ``nan`` pass the range checks
+    below (``nan > 0`` is False, but ``inf > 0`` is True) and only fail deep inside training."""
+    for f in dataclasses.fields(section):
+        value, key = getattr(section, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, key + ".")
+        for x in value if isinstance(value, tuple) else (value,):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise _BadKey(key, f"must be a finite number, got {x}")
+
+
 def _check_values(cfg: Config) -> None:
     """Reject values that type-check but cannot work."""
+    _check_finite(cfg)
     m, t, d, data = cfg.model, cfg.train, cfg.decode, cfg.data
+    # (ok, "KEY [KEYS IT IS CHECKED AGAINST...]", why)
     checks: list[tuple[bool, str, str]] = [
-        (data.src_lang != data.tgt_lang, "data.tgt_lang", "must differ from data.src_lang"),
+        (data.src_lang != data.tgt_lang, "data.tgt_lang data.src_lang",
+         "must differ from data.src_lang"),
         (data.min_freq >= 1, "data.min_freq", "must be >= 1"),
         (data.max_size >= 0, "data.max_size", "must be >= 0 (0 = no limit)"),
         (data.max_len >= 1, "data.max_len", "must be >= 1"),
@@ -289,10 +335,16 @@ def _check_values(cfg: Config) -> None:
         (m.enc_layers >= 1, "model.enc_layers", "must be >= 1"),
         (m.dec_layers >= 1, "model.dec_layers", "must be >= 1"),
         (m.heads >= 1, "model.heads", "must be >= 1"),
-        (m.d_model % max(m.heads, 1) == 0, "model.d_model",
+        (m.d_model % max(m.heads, 1) == 0, "model.d_model model.heads",
          f"{m.d_model} is not divisible by model.heads={m.heads}"),
         (0.0 <= m.dropout < 1.0, "model.dropout", "must be in [0, 1)"),
         (m.max_positions >= 1, "model.max_positions", "must be >= 1"),
+        # A training sentence of data.max_len tokens with its <s> and </s>; the GRU has no
+        # position table, so it does not care.
+        (m.type != "transformer" or m.max_positions >= data.max_len + 2,
+         "model.max_positions data.max_len model.type",
+         f"{m.max_positions} is too small for data.max_len={data.max_len}: the transformer "
+         f"needs model.max_positions >= data.max_len + 2 = {data.max_len + 2}"),
         (t.lr > 0, "train.lr", "must be > 0"),
         (t.batch_tokens >= 1, "train.batch_tokens", "must be >= 1"),
         (t.accum_steps >= 1, "train.accum_steps", "must be >= 1"),
@@ -300,19 +352,25 @@ def _check_values(cfg: Config) -> None:
         (0.0 <= t.teacher_forcing <= 1.0, "train.teacher_forcing", "must be in [0, 1]"),
         (t.valid_every >= 1, "train.valid_every", "must be >= 1"),
         (t.keep_last >= 1, "train.keep_last", "must be >= 1"),
+        (t.average_last >= 0, "train.average_last", "must be >= 0 (0 = off)"),
+        (t.average_last <= t.keep_last, "train.average_last train.keep_last",
+         f"averages {t.average_last} checkpoints but train.keep_last={t.keep_last} keeps fewer; "
+         f"set train.keep_last >= {t.average_last}"),
         (t.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1"),
+        (t.dist_timeout_minutes > 0, "train.dist_timeout_minutes", "must be > 0"),
         (t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"),
         (d.beam_size >= 1, "decode.beam_size", "must be >= 1"),
-        (1 <= d.n_best <= d.beam_size, "decode.n_best",
+        (1 <= d.n_best <= d.beam_size, "decode.n_best decode.beam_size",
          f"must be between 1 and decode.beam_size={d.beam_size}"),
         (d.temperature > 0, "decode.temperature", "must be > 0"),
         (d.top_k >= 0, "decode.top_k", "must be >= 0 (0 = off)"),
         (0.0 < d.top_p <= 1.0, "decode.top_p", "must be in (0, 1] (1 = off)"),
         (d.batch_size >= 1, "decode.batch_size", "must be >= 1"),
     ]
-    for ok, key, why in checks:
+    for ok, keys, why in checks:
         if not ok:
-            raise ConfigError(f"{key}: {why}")
+            key, *related = keys.split()
+            raise _BadKey(key, why, *related)
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
@@ -357,13 +415,42 @@ def _deepcopy_dict(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read, override and validate a config. Errors name the key and the file."""
+    """Read, override and validate a config. Errors name the key and where its value came
+    from: the file, or the ``--set KEY=VALUE`` that set it."""
     raw = _read_yaml(Path(path)) if path is not None else {}
-    where = str(path) if path is not None else "--set"
+    merged = apply_overrides(raw, list(overrides))  # its errors already name the --set
     try:
-        return config_from_dict(apply_overrides(raw, list(overrides)))
+        return config_from_dict(merged)
     except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{_source(e, path, overrides)}: {e}") from None
+
+
+def _source(error: ConfigError, path: str | Path | None, overrides: Sequence[str]) -> str:
+    """The last ``--set`` of the key at fault (or of a section holding it), else of a key it
+    was checked against, else the file."""
+    for key in error.keys if isinstance(error, _BadKey) else ():
+        for text in reversed(overrides):
+            dotted = ".".join(parse_override(text)[0])
+            if key == dotted or key.startswith(dotted + "."):
+                return f"--set {text}"
+    return str(path) if path is not None else "--set"
+
+
+def with_absolute_paths(cfg: Config) -> Config:
+    """``cfg`` with relative corpus and user-dictionary paths made absolute (against the
+    working directory), for the ``config.yaml`` a run keeps: ``nmt train --resume RUN_DIR``,
+    ``nmt evaluate`` and jieba's user dictionary in ``nmt translate`` then work from anywhere.
+    """
+
+    def absolute(p: str | None) -> str | None:
+        return str(Path(p).absolute()) if p else p
+
+    data = cfg.data
+    return replace(cfg, data=replace(
+        data, train=str(absolute(data.train)), dev=absolute(data.dev), test=absolute(data.test),
+        src_tokenizer=replace(data.src_tokenizer, user_dict=absolute(data.src_tokenizer.user_dict)),
+        tgt_tokenizer=replace(data.tgt_tokenizer, user_dict=absolute(data.tgt_tokenizer.user_dict)),
+    ))  # fmt: skip
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -5,8 +5,10 @@ A tiny corpus written here (not copied from anywhere) keeps the data-layer tests
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -73,3 +75,15 @@ def make_config(tmp_path: Path, tiny_corpus: dict[str, Path]) -> Callable[..., C
         return config_from_dict({"run_dir": str(tmp_path / "run"), "data": raw_data})
 
     return make
+
+
+# --------------------------------------------------------------------------- scripts/
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/NAME.py`` imported as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

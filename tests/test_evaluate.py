@@ -349,7 +349,7 @@ class FakeTranslator:
     calls: list[dict[str, Any]] = []
 
     @classmethod
-    def load(cls, run_dir: Path, device: str = "auto") -> FakeTranslator:
+    def load(cls, run_dir: Path, device: str = "auto", checkpoint: str = "best") -> FakeTranslator:
         return cls()
 
     def translate(self, sentences: list[str], **options: Any) -> list[str]:

@@ -1,0 +1,81 @@
+"""The `nmt` command line: thin Typer commands over importable library functions.
+
+One command per module (``build_vocab``, ``train``, ``translate``, ``evaluate``, ``average``,
+``tune``); each parses options, loads the config and calls one library function. Data goes to
+stdout, logs and progress to stderr. Every :class:`~nmt.errors.NmtError` becomes one line
+``nmt: error: ...`` and its exit code; nothing else in the package exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from nmt import __version__
+
+try:  # typer >= 0.20 vendors its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+from nmt.cli.common import app, fail, reports_errors
+from nmt.errors import NmtError
+
+__all__ = ["app", "fail", "main", "reports_errors"]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"nmt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
+    """Chinese<->English neural machine translation toolkit."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# Importing a command module registers its command on `app`, in this order in --help.
+from nmt.cli import build_vocab, train, translate, evaluate, average, tune  # noqa: E402, F401, I001
+
+
+def main() -> None:
+    """Console entry point: run the app, turning every error into one line and an exit code.
+
+    Click's own usage errors (a bad option value, a missing option) would otherwise print a
+    boxed panel; a user gets the same one-line ``nmt: error:`` form as for library errors.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx else "", err=False)
+        sys.exit(0)
+    except click_errors.ClickException as e:
+        ctx = getattr(e, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.echo(f"nmt: error: {e.format_message()}{where}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("nmt: interrupted", err=True)
+        sys.exit(130)
+    except NmtError as e:
+        typer.echo(f"nmt: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("nmt: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,281 @@
+"""`nmt evaluate`: BLEU, chrF and TER with signatures; translate-and-score with --model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from nmt.cli.common import app, reports_errors
+from nmt.fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    from nmt.evaluate import Comparison, DecodeStats, Scores
+
+_DECODE_PANEL = "Translate and score (--model)"
+
+
+@app.command()
+@reports_errors
+def evaluate(
+    hyp: Annotated[
+        Path | None, typer.Option(help="System output to score, one sentence per line.")
+    ] = None,
+    ref: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Reference file, line-aligned with the hypotheses (repeat for several references)."
+        ),
+    ] = None,
+    tokenize: Annotated[
+        str | None,
+        typer.Option(
+            help="BLEU tokenizer: zh, 13a, intl, char or none "
+            "(default: zh for a Chinese target, else 13a)."
+        ),
+    ] = None,
+    tgt_lang: Annotated[
+        str | None,
+        typer.Option(
+            help="Target language, zh or en; picks the default tokenizer "
+            "(default: en; with --model, the run's target language)."
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Another system's output to compare with the baseline (--hyp or the "
+            "model's output) by paired bootstrap resampling (repeatable)."
+        ),
+    ] = None,
+    metrics: Annotated[
+        str, typer.Option(help="Comma-separated metrics to compute: bleu, chrf, ter.")
+    ] = "bleu,chrf,ter",
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples for --compare (sacrebleu's default).")
+    ] = 1000,
+    width: Annotated[
+        int, typer.Option(min=0, max=10, help="Decimals printed for scores, as sacrebleu -w.")
+    ] = 1,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory: translate --src with its model, then score the "
+            "output (instead of --hyp).",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = None,
+    src: Annotated[
+        Path | None,
+        typer.Option(
+            help="Source sentences to translate (with --model and --ref).",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Without --src/--ref: translate and score the run's own corpus split, "
+            "dev or test (data.dev/data.test of its config.yaml; default test).",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            help="best (falls back to latest), latest, averaged (see 'nmt average'), a "
+            "checkpoint name or directory.",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = "best",
+    save_hyp: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the model's translations to this file (with --model).",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="auto, cpu, cuda, cuda:N or mps (default: auto).", rich_help_panel=_DECODE_PANEL
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="greedy, beam or sample (default: the run's config).",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = None,
+    beam_size: Annotated[
+        int | None, typer.Option(help="Beam width.", rich_help_panel=_DECODE_PANEL)
+    ] = None,
+    length_penalty: Annotated[
+        float | None,
+        typer.Option(help="GNMT length penalty alpha (0 = off).", rich_help_panel=_DECODE_PANEL),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature.", rich_help_panel=_DECODE_PANEL)
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            help="Sample from the k best tokens (0 = off).", rich_help_panel=_DECODE_PANEL
+        ),
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(help="Nucleus sampling mass (1.0 = off).", rich_help_panel=_DECODE_PANEL),
+    ] = None,
+    max_len_a: Annotated[
+        float | None,
+        typer.Option(help="Output length limit a*|src|+b: a.", rich_help_panel=_DECODE_PANEL),
+    ] = None,
+    max_len_b: Annotated[
+        int | None,
+        typer.Option(help="Output length limit a*|src|+b: b.", rich_help_panel=_DECODE_PANEL),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Sentences per batch.", rich_help_panel=_DECODE_PANEL)
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed for sampling.", rich_help_panel=_DECODE_PANEL)
+    ] = None,
+) -> None:
+    """Score translations with BLEU, chrF and TER (sacrebleu), each with its signature.
+
+    Either --hyp FILE --ref FILE [--ref FILE2 ...]; or --model RUN_DIR --src FILE --ref FILE to
+    translate and score in one go (also reporting decoding speed and settings); or --model
+    RUN_DIR alone to do that on the run's test split (--split dev for its dev split). --compare
+    runs sacrebleu's paired bootstrap test against the baseline. Tables (or --json) go to stdout.
+    """
+    from nmt import evaluate as ev
+    from nmt.errors import ConfigError
+
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # sacrebleu narrates every bootstrap step at INFO; keep it for --verbose only.
+        logging.getLogger("sacrebleu").setLevel(logging.WARNING)
+    metric_names = ev.parse_metrics(metrics)
+    if tokenize is not None:
+        ev.check_tokenize(tokenize)
+    if tgt_lang not in (None, "zh", "en"):
+        raise ConfigError(f"--tgt-lang: expected zh or en, got {tgt_lang!r}")
+    stats: DecodeStats | None = None
+    if model is not None:
+        if hyp is not None:
+            raise ConfigError("give either --hyp FILE or --model RUN_DIR, not both")
+        decode = {
+            "strategy": strategy, "beam_size": beam_size, "length_penalty": length_penalty,
+            "temperature": temperature, "top_k": top_k, "top_p": top_p,
+            "max_len_a": max_len_a, "max_len_b": max_len_b, "batch_size": batch_size,
+        }  # fmt: skip
+        hyps, refs, stats, lang, baseline = _translate_for_evaluation(
+            model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang
+        )
+        if save_hyp is not None:
+            atomic_write_text(save_hyp, "".join(f"{h}\n" for h in hyps))
+    elif hyp is not None:
+        if src is not None or save_hyp is not None or split is not None:
+            raise ConfigError("--src, --split and --save-hyp belong to --model mode")
+        if not ref:
+            raise ConfigError("--ref is required (repeat it for several references)")
+        refs = {str(p): ev.read_texts(p) for p in ref}
+        hyps, lang, baseline = ev.read_texts(hyp), tgt_lang or "en", str(hyp)
+        ev.check_aligned(baseline, len(hyps), refs)
+    else:
+        raise ConfigError("give --hyp FILE --ref FILE, or --model RUN_DIR, to score")
+    tok = tokenize or ev.default_tokenize(lang)
+    result = _score(hyps, list(refs.values()), tok, metric_names, lang, baseline, compare,
+                    bootstrap)  # fmt: skip
+    if json_output:
+        data = result.to_dict(width) | ({"decoding": stats.to_dict()} if stats else {})
+        typer.echo(ev.to_json(data))
+    else:
+        typer.echo(result.format_table(width))
+        if stats is not None:
+            typer.echo(stats.format())
+
+
+def _score(
+    hyps: list[str],
+    streams: list[list[str]],
+    tok: str,
+    metric_names: tuple[str, ...],
+    lang: str,
+    baseline: str,
+    compare: list[Path] | None,
+    bootstrap: int,
+) -> Scores | Comparison:
+    """One system's scores, or with ``compare`` the paired bootstrap test against them."""
+    from nmt import evaluate as ev
+    from nmt.errors import ConfigError
+
+    # TER's CJK handling follows the language, whichever BLEU tokenizer was asked for.
+    asian = lang == "zh" or tok == "zh"
+    if not compare:
+        return ev.score(hyps, streams, tok, metric_names, ter_asian_support=asian)
+    others = {str(p): ev.read_texts(p) for p in compare}
+    if baseline in others or len(others) < len(compare):
+        raise ConfigError(
+            "--compare: each system file must be given once and differ from the baseline"
+        )
+    return ev.compare(hyps, others, streams, tok, metric_names, bootstrap,
+                      baseline_name=baseline, ter_asian_support=asian)  # fmt: skip
+
+
+def _translate_for_evaluation(
+    run_dir: Path,
+    src: Path | None,
+    ref: list[Path] | None,
+    split: str | None,
+    decode: dict[str, Any],
+    device: str | None,
+    seed: int | None,
+    checkpoint: str,
+    tokenize: str | None,
+    tgt_lang: str | None,
+) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str]:
+    """``--model`` mode: read the sources and references, translate them timed.
+
+    Returns the hypotheses, the references by name, the DecodeStats, the run's target
+    language and a system name.
+    """
+    from nmt import evaluate as ev
+    from nmt import run_eval
+    from nmt.errors import ConfigError, DataError
+    from nmt.fileio import read_lines
+
+    # Validates the decoding options exactly as config overrides are validated.
+    cfg = run_eval.run_config(run_dir, decode)
+    lang = cfg.data.tgt_lang
+    if tgt_lang is not None and tgt_lang != lang:
+        raise ConfigError(
+            f"--tgt-lang {tgt_lang} contradicts {run_dir / 'config.yaml'}: data.tgt_lang={lang}"
+        )
+    if src is None and ref:
+        raise ConfigError("--ref needs --src FILE (without both, the run's --split is scored)")
+    if src is not None:
+        if split is not None:
+            raise ConfigError("--split scores the run's own corpus; drop --src and --ref")
+        if not ref:
+            raise ConfigError("--src needs --ref FILE (repeat it for several references)")
+        refs = {str(p): ev.read_texts(p) for p in ref}
+        sources, name = read_lines(src), src.name
+        if not sources:
+            raise DataError(f"{src}: file is empty; nothing to translate")
+        ev.check_aligned(str(src), len(sources), refs)  # before loading a model, not after
+    else:
+        data = run_eval.read_split(cfg, split or "test")
+        sources, name, refs = data.sources, data.name, {data.name: data.references}
+    translator = run_eval.load_translator(run_dir, device or "auto", checkpoint)
+    settings = {"device": device or "auto", "checkpoint": checkpoint}
+    hyps, stats = run_eval.translate_timed(
+        translator, cfg, sources, {**decode, "seed": seed}, settings, tokenize
+    )
+    return hyps, refs, stats, lang, f"{run_dir} ({name})"

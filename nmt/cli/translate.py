@@ -1,0 +1,191 @@
+"""`nmt translate`: sentences from arguments, a file, stdin or a prompt, one line out each."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nmt.cli.common import app, reports_errors
+
+_DECODING = "Decoding (defaults: the run's config.yaml)"
+
+
+@app.command()
+@reports_errors
+def translate(
+    model: Annotated[
+        Path,
+        typer.Option("--model", "-m", help="Run directory of 'nmt train' (config.yaml, vocab/, "
+                     "checkpoints/)."),
+    ],
+    text: Annotated[
+        list[str] | None,
+        typer.Argument(help="Sentences to translate, one output line each. Without TEXT or "
+                       "--input, stdin is read (a prompt on a terminal).", show_default=False),
+    ] = None,
+    input_: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="Read sentences from FILE, one per line "
+                     "('-' = stdin). UTF-8; a BOM and CRLF line ends are accepted."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout."),
+    ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="text: one translation per line; jsonl: one JSON object "
+                     "per line with scores, n-best list and tokens."),
+    ] = "text",
+    errors: Annotated[
+        str,
+        typer.Option(help="Invalid UTF-8 in the input: strict (an error naming the line) or "
+                     "replace (U+FFFD, with a warning)."),
+    ] = "strict",
+    checkpoint: Annotated[
+        str,
+        typer.Option(help="best (falls back to latest), latest, averaged (see 'nmt average'), "
+                     "a checkpoint name in RUN_DIR/checkpoints, or a checkpoint directory."),
+    ] = "best",
+    device: Annotated[
+        str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+    ] = "auto",
+    plot_attention: Annotated[
+        Path | None,
+        typer.Option(help="Write an attention heatmap per sentence to DIR/0001.png, ... "
+                     "(needs matplotlib, the viz extra of nmt)."),
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="greedy, beam or sample.", rich_help_panel=_DECODING)
+    ] = None,
+    beam_size: Annotated[
+        int | None, typer.Option(help="Beam width (beam).", rich_help_panel=_DECODING)
+    ] = None,
+    n_best: Annotated[
+        int | None,
+        typer.Option(help="Hypotheses kept per sentence (beam; <= --beam-size). Listed in "
+                     "jsonl; text prints the best only.", rich_help_panel=_DECODING),
+    ] = None,
+    length_penalty: Annotated[
+        float | None,
+        typer.Option(help="GNMT length penalty alpha; 0 ranks by raw log-probability.",
+                     rich_help_panel=_DECODING),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Sampling temperature (> 0).", rich_help_panel=_DECODING),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(help="Sample from the k most likely tokens (0 = off).",
+                     rich_help_panel=_DECODING),
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(help="Nucleus sampling: the smallest set with this mass (1.0 = off).",
+                     rich_help_panel=_DECODING),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Sampling seed (default: the run's seed); same seed and batch "
+                     "size, same samples.", rich_help_panel=_DECODING),
+    ] = None,
+    max_len_a: Annotated[
+        float | None,
+        typer.Option(help="Output length limit a*|src|+b: a.", rich_help_panel=_DECODING),
+    ] = None,
+    max_len_b: Annotated[
+        int | None,
+        typer.Option(help="Output length limit a*|src|+b: b.", rich_help_panel=_DECODING),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Sentences per batch.", rich_help_panel=_DECODING)
+    ] = None,
+    replace_unk: Annotated[
+        bool | None,
+        typer.Option("--replace-unk/--no-replace-unk", help="Replace each <unk> in the output "
+                     "by the source token it attended to most.", rich_help_panel=_DECODING),
+    ] = None,
+) -> None:
+    """Translate sentences with a trained model: exactly one output line per input line.
+
+    Input: TEXT arguments, --input FILE, or stdin (a '> ' prompt on a terminal; Ctrl-D quits).
+    Empty lines give empty lines; a line longer than the model takes is truncated with a
+    warning naming it. Translations go to stdout (or --output); logs and progress to stderr.
+    """
+    import json
+
+    from nmt.errors import ConfigError
+    from nmt.fileio import atomic_write_text
+    from nmt.translate import Translator
+
+    if output_format not in ("text", "jsonl"):
+        raise ConfigError(f"--format: expected text or jsonl, got {output_format!r}")
+    if errors not in ("strict", "replace"):
+        raise ConfigError(f"--errors: expected strict or replace, got {errors!r}")
+    if text and input_ is not None:
+        raise ConfigError("give sentences as TEXT arguments or with --input, not both")
+    interactive = not text and input_ is None and sys.stdin.isatty()
+    if interactive and output is not None:
+        raise ConfigError("--output needs TEXT, --input or piped stdin (the prompt prints here)")
+    # Input first: a bad file fails before the model is loaded.
+    sentences = [] if interactive else list(text or _read_input(input_, errors))
+    translator = Translator.load(model, device=device, checkpoint=checkpoint)
+    options: dict[str, Any] = dict(
+        strategy=strategy, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty,
+        temperature=temperature, top_k=top_k, top_p=top_p, max_len_a=max_len_a,
+        max_len_b=max_len_b, batch_size=batch_size, replace_unk=replace_unk,
+    )
+    translator.decode_config(**options)  # bad options fail before any decoding
+    plotted = 0
+
+    def run(lines: list[str], progress: bool) -> list[str]:
+        nonlocal plotted
+        results = translator.translate(lines, **options, seed=seed, return_details=True,
+                                       with_attention=plot_attention is not None,
+                                       progress=progress)
+        for r in results:
+            plotted += 1
+            if plot_attention is not None and r.tokens and r.src_tokens:
+                translator.plot_attention(r, plot_attention / f"{plotted:04d}.png")
+        if output_format == "jsonl":
+            return [json.dumps(r.to_dict(), ensure_ascii=False) for r in results]
+        return [r.translation for r in results]
+
+    if interactive:
+        _translate_prompt(run)
+        return
+    lines = run(sentences, progress=len(sentences) > 1 and sys.stderr.isatty())
+    data = "".join(f"{line}\n" for line in lines)
+    if output is not None:
+        atomic_write_text(output, data)
+    else:
+        sys.stdout.write(data)
+        sys.stdout.flush()
+
+
+def _read_input(path: Path | None, errors: str) -> list[str]:
+    """Lines of FILE or stdin (``-`` or None): split on ``\\n`` only, as nmt.fileio reads."""
+    from nmt.fileio import decode_lines_lenient, read_bytes
+
+    if path is None or str(path) == "-":
+        data, name = sys.stdin.buffer.read(), "<stdin>"
+    else:
+        data, name = read_bytes(path), str(path)
+    return decode_lines_lenient(data, name, "replace" if errors == "replace" else "strict")
+
+
+def _translate_prompt(run: Callable[[list[str], bool], list[str]]) -> None:
+    """Read a line, print its translation, until end of input (Ctrl-D)."""
+    typer.echo("Type a sentence and press Enter; Ctrl-D quits.", err=True)
+    while True:
+        typer.echo("> ", nl=False, err=True)
+        line = sys.stdin.readline()
+        if not line:
+            typer.echo("", err=True)
+            return
+        typer.echo(run([line.rstrip("\r\n")], False)[0])
