@@ -52,8 +52,12 @@ def truncate_metrics(run_dir: str | Path, step: int) -> None:
 class Progress:
     """The bar and the metric sinks of one training session."""
 
-    def __init__(self, run_dir: str | Path, total: int | None, initial: int) -> None:
+    def __init__(
+        self, run_dir: str | Path, total: int | None, initial: int, enabled: bool = True
+    ) -> None:
+        """``enabled=False`` (data-parallel ranks other than 0): no bar, nothing written."""
         self.path = Path(run_dir) / METRICS_FILE
+        self.enabled = enabled
         self.bar = tqdm(
             total=total,
             initial=initial,
@@ -61,15 +65,17 @@ class Progress:
             unit="step",
             file=sys.stderr,
             dynamic_ncols=True,
-            disable=None,  # None: no bar when stderr is not a terminal
+            disable=None if enabled else True,  # None: no bar when stderr is not a terminal
         )
-        self.writer = _tensorboard(Path(run_dir) / "tensorboard")
+        self.writer = _tensorboard(Path(run_dir) / "tensorboard") if enabled else None
 
     def advance(self) -> None:
         self.bar.update(1)
 
     def record(self, event: str, values: dict[str, Any]) -> None:
         """Append one event to every sink and show its main figures on the bar."""
+        if not self.enabled:
+            return
         rec = {"event": event, **{k: _finite(v) for k, v in values.items()}}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -19,14 +20,20 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StopSignals:
     """Context manager that turns SIGINT/SIGTERM into a flag (``signum``) while active."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat_window_s: float = 0.0) -> None:
+        """``repeat_window_s``: a repeat within this many seconds of the first signal is taken
+        for the same request. Under torchrun a Ctrl-C reaches each worker twice, from the
+        terminal and forwarded by torchrun, and must not count as "stop now"."""
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._window = repeat_window_s
+        self._first = 0.0
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
+        if self.signum is None:
+            self.signum, self._first = signum, time.monotonic()
+        elif time.monotonic() - self._first >= self._window:
             raise KeyboardInterrupt
-        self.signum = signum
 
     def __enter__(self) -> StopSignals:
         # Handlers can only be installed from the main thread (not e.g. in a worker thread).

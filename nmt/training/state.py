@@ -33,6 +33,8 @@ class TrainState:
         validated_step: the step of the last validation (a resume does not repeat it).
         elapsed_seconds: wall-clock training time summed over all sessions of the run.
         data_order: the settings the epochs' batch lists were made from.
+        world_size: processes of the run (data parallel); ``batch_in_epoch`` counts the
+            batches of one rank's shard of the epoch.
     """
 
     step: int = 0
@@ -47,6 +49,7 @@ class TrainState:
     validated_step: int = -1
     elapsed_seconds: float = 0.0
     data_order: str = ""
+    world_size: int = 1
     schedule: dict[str, Any] = field(default_factory=dict)
     scaler: dict[str, Any] = field(default_factory=dict)
 
@@ -96,3 +99,29 @@ def restore_rng(tensors: dict[str, Tensor], info: dict[str, Any]) -> None:
         np.random.set_state((name, keys, pos, has_gauss, cached))
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint RNG state is damaged: {e}") from None
+
+
+def pack_rank_rng(
+    states: list[tuple[dict[str, Tensor], dict[str, Any]]],
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Every rank's :func:`capture_rng` in one checkpoint: rank 0's under the usual names (so
+    a single-process checkpoint is unchanged), rank ``r``'s tensors as ``rank{r}.rng.*``."""
+    tensors, info = dict(states[0][0]), dict(states[0][1])
+    if len(states) > 1:
+        info["ranks"] = {str(r): s[1] for r, s in enumerate(states) if r}
+    for r, (t, _) in enumerate(states[1:], start=1):
+        tensors.update({f"rank{r}.{k}": v for k, v in t.items()})
+    return tensors, info
+
+
+def unpack_rank_rng(
+    tensors: dict[str, Tensor], info: dict[str, Any], rank: int
+) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    """Inverse of :func:`pack_rank_rng` for one rank; None when the checkpoint has no state
+    for it (it was written by fewer processes)."""
+    if rank == 0:
+        return tensors, info
+    prefix = f"rank{rank}."
+    mine = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    rank_info = info.get("ranks", {}).get(str(rank))
+    return (mine, rank_info) if mine and rank_info is not None else None

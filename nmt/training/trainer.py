@@ -1,13 +1,13 @@
 """The design card's trainer: the step loop, validation, early stopping and checkpoints.
 
-One optimizer *step* consumes ``train.accum_steps`` batches from an endless stream that runs
-through the epochs in order; ``(epoch, batch_in_epoch)`` in :class:`TrainState` is the position
-of the next batch. Since each epoch's batch list is a pure function of ``(seed, epoch)`` and
-the checkpoint holds weights, optimizer, schedule, counters and every RNG state, a resumed run
-repeats the uninterrupted one exactly (on CPU).
+The session's parts (data, model, optimizer, resume) are set up by
+:class:`nmt.training.session.TrainingSession`; this module runs the steps.
 
 Nothing in the step synchronises with the device: losses and the non-finite counters are
 accumulated in device tensors and read once per log interval (:meth:`Trainer._flush`).
+
+Under torchrun every process runs this same loop on its shard of each epoch's batches
+(:mod:`nmt.training.distributed`); ``self.dist`` is a no-op for a single process.
 """
 
 from __future__ import annotations
@@ -21,23 +21,19 @@ from pathlib import Path
 import torch
 
 from nmt.config import Config
-from nmt.datautil.batching import TokenBatchSampler, collate
-from nmt.datautil.pipeline import TextProcessor
+from nmt.datautil.batching import collate
 from nmt.datautil.vocab import PAD_ID
-from nmt.errors import DataError, TrainingError
-from nmt.models.factory import build_model, count_parameters
-from nmt.runtime import autocast, resolve_precision, seed_everything, select_device, set_threads
+from nmt.errors import TrainingError
+from nmt.runtime import autocast
 from nmt.training import checkpoint as ckpt
-from nmt.training.data import load_dev, load_train
+from nmt.training.distributed import DistEnv, distributed_session
 from nmt.training.loss import label_smoothed_loss
-from nmt.training.meter import StepMeter
-from nmt.training.optim import clip_gradients, make_optimizer, make_scaler, optimizer_step, set_lr
-from nmt.training.progress import Progress, plot_learning_curve, truncate_metrics
-from nmt.training.rundir import prepare_run_dir
-from nmt.training.schedule import LRSchedule
+from nmt.training.optim import clip_gradients, optimizer_step, set_lr
+from nmt.training.progress import Progress, plot_learning_curve
+from nmt.training.session import TrainingSession
 from nmt.training.signals import StopSignals
-from nmt.training.state import TrainState, capture_rng, restore_rng
-from nmt.training.validation import ValidationAborted, validate
+from nmt.training.state import capture_rng, pack_rank_rng
+from nmt.training.validation import DevResult, ValidationAborted, validate
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +44,7 @@ class TrainResult:
 
     ``status``: ``finished`` (max_epochs), ``max_steps``, ``time_limit``, ``early_stopped`` or
     ``interrupted`` (then ``signal`` is the signal number and a checkpoint was saved).
+    ``rank`` is this process's rank in a data-parallel run (0 otherwise): only rank 0 reports.
     """
 
     status: str
@@ -56,85 +53,21 @@ class TrainResult:
     best_bleu: float | None
     checkpoint: Path | None
     signal: int | None = None
+    rank: int = 0
 
 
 def train(cfg: Config, resume: bool = False) -> TrainResult:
-    """Train (or, with ``resume``, continue) the run ``cfg.run_dir``."""
-    return Trainer(cfg, resume).run()
+    """Train (or, with ``resume``, continue) the run ``cfg.run_dir``; started by torchrun,
+    as one process of a data-parallel job."""
+    env = DistEnv.from_env()
+    if env.world_size == 1:
+        return Trainer(cfg, resume).run()
+    with distributed_session(env, cfg.train) as dist:
+        return Trainer(cfg, resume, dist).run()
 
 
-class Trainer:
-    """Everything one training session holds; :meth:`run` does the work."""
-
-    def __init__(self, cfg: Config, resume: bool = False) -> None:
-        self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
-        set_threads(cfg.train.threads)
-        self.device = select_device(cfg.train.device)
-        self.dtype = resolve_precision(cfg.train.precision, self.device)
-        start_from = prepare_run_dir(cfg, resume)
-        if start_from is None:
-            seed_everything(cfg.seed)  # before the model is built: its init draws from it
-        self.processor = TextProcessor.load(self.run_dir, cfg.data)
-        self.corpus = load_train(cfg, self.processor)
-        if not len(self.corpus):
-            raise DataError(f"{cfg.data.train}: no training pairs left after filtering")
-        self.dev = load_dev(cfg, self.processor)
-        self.sampler = TokenBatchSampler(
-            self.corpus.src_lengths(), self.corpus.tgt_lengths(), cfg.train.batch_tokens, cfg.seed
-        )
-        self._epoch_cache: tuple[int, list[list[int]]] = (-1, [])
-        src_size, tgt_size = len(self.processor.src_vocab), len(self.processor.tgt_vocab)
-        self.model = build_model(
-            cfg.model, src_size, tgt_size, shared_vocab=self.processor.joint, pad_id=PAD_ID
-        ).to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg.train, self.device)
-        self.scaler = make_scaler(self.device, self.dtype)
-        self.schedule = LRSchedule(cfg.train)
-        self.state = TrainState()
-        self.meter = StepMeter(self.device)
-        self.saved_step = -1
-        if start_from is not None:
-            self._restore(start_from)
-        self._describe()
-
-    # ----------------------------------------------------------------- setup
-
-    def _restore(self, path: Path) -> None:
-        data = ckpt.read_checkpoint(path)
-        ckpt.restore(data, self.model, self.optimizer)
-        self.state = TrainState.from_dict(data.state["train"])
-        self.schedule.load_state_dict(self.state.schedule)
-        if self.scaler is not None and self.state.scaler:
-            self.scaler.load_state_dict(self.state.scaler)
-        self.meter = StepMeter(self.device, run=self.state.nonfinite_in_row)
-        if self.state.data_order not in ("", self._data_order()):
-            log.warning("the batching settings or the corpus changed since the checkpoint (%s, "
-                        "now %s): data order differs from an uninterrupted run",
-                        self.state.data_order, self._data_order())  # fmt: skip
-        restore_rng(data.train_tensors, data.state["rng"])  # last: nothing may draw after it
-        truncate_metrics(self.run_dir, self.state.step)
-        self.saved_step = self.state.step
-        s = self.state
-        log.info("resuming %s at step %d (epoch %d, batch %d)", path, s.step, s.epoch,
-                 s.batch_in_epoch)  # fmt: skip
-
-    def _describe(self) -> None:
-        batches = self._epoch_batches(self.state.epoch)
-        log.info(
-            "%d training pairs, %d batches per epoch (padding %.1f%%), %d parameters, %s%s",
-            len(self.corpus), len(batches), 100 * self.sampler.padding_fraction(batches),
-            count_parameters(self.model), self.device, f" {self.dtype}" if self.dtype else "",
-        )  # fmt: skip
-
-    def _data_order(self) -> str:
-        """What the batch lists depend on, to detect a resume that changes them."""
-        c = self.cfg
-        return f"seed={c.seed} batch_tokens={c.train.batch_tokens} pairs={len(self.corpus)}"
-
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        if self._epoch_cache[0] != epoch:
-            self._epoch_cache = (epoch, self.sampler.epoch_batches(epoch))
-        return self._epoch_cache[1]
+class Trainer(TrainingSession):
+    """A training session and its loop; :meth:`run` does the work."""
 
     # ----------------------------------------------------------------- the loop
 
@@ -144,18 +77,22 @@ class Trainer:
         self.interval_tokens = 0
         t = self.cfg.train
         total = t.max_steps or math.ceil(len(self._epoch_batches(0)) / t.accum_steps) * t.max_epochs
-        self.progress = Progress(self.run_dir, total, self.state.step)
+        self.progress = Progress(self.run_dir, total, self.state.step, self.dist.is_main)
         try:
-            with StopSignals() as self.signals:
+            with StopSignals(repeat_window_s=2.0 if self.dist.world > 1 else 0.0) as self.signals:
                 status = self._loop()
                 status = self._finish(status)
         finally:
             self.progress.close()
-        plot_learning_curve(self.run_dir)
+        if self.dist.world > 1:
+            self.dist.check_replicas(self.model)
+        if self.dist.is_main:
+            plot_learning_curve(self.run_dir)
         s = self.state
         latest = ckpt.find_checkpoint(self.run_dir)
+        signum = self.signum if self.signum is not None else self.signals.signum
         return TrainResult(
-            status, s.step, str(self.run_dir), s.best_bleu, latest, self.signals.signum
+            status, s.step, str(self.run_dir), s.best_bleu, latest, signum, self.dist.rank
         )
 
     def _loop(self) -> str:
@@ -180,48 +117,44 @@ class Trainer:
 
     def _stop_reason(self) -> str | None:
         t, s = self.cfg.train, self.state
-        if self.signals.signum is not None:
+        session = time.monotonic() - self.session_start
+        time_up = bool(t.time_limit_minutes and session >= 60 * t.time_limit_minutes)
+        # Signals and clocks are per process: every rank must stop at the same step.
+        self.signum, time_up = self.dist.agree_stop(self.signals.signum, time_up)
+        if self.signum is not None:
             return "interrupted"
         if t.early_stopping_patience and s.bad_validations >= t.early_stopping_patience:
             return "early_stopped"
         if t.max_steps and s.step >= t.max_steps:
             return "max_steps"
-        session = time.monotonic() - self.session_start
-        if t.time_limit_minutes and session >= 60 * t.time_limit_minutes:
+        if time_up:
             return "time_limit"
         return None
-
-    def _next_group(self) -> list[list[int]]:
-        """The next ``accum_steps`` batches; fewer (or none) when the last epoch runs out."""
-        s = self.state
-        group: list[list[int]] = []
-        while len(group) < self.cfg.train.accum_steps and s.epoch < self.cfg.train.max_epochs:
-            batches = self._epoch_batches(s.epoch)
-            if s.batch_in_epoch >= len(batches):  # resumed with settings giving fewer batches
-                s.epoch, s.batch_in_epoch = s.epoch + 1, 0
-                continue
-            group.append(batches[s.batch_in_epoch])
-            s.batch_in_epoch += 1
-            if s.batch_in_epoch == len(batches):  # the boundary belongs to the next epoch
-                s.epoch, s.batch_in_epoch = s.epoch + 1, 0
-        return group
 
     def _step(self, group: list[list[int]]) -> None:
         """One update from the batches ``group`` (lists of example indices)."""
         t = self.cfg.train
         batches = [collate(self.corpus, indices) for indices in group]
-        total = sum(b.n_tgt_tokens for b in batches)  # known on the host: no sync
+        local = sum(b.n_tgt_tokens for b in batches)  # known on the host: no device sync
+        total = self.dist.sum_tokens(local)  # of all ranks
+        # Dividing by the token count of the whole step (all batches, all ranks) makes
+        # accumulation exact. DDP averages the ranks' gradients, hence the factor of world.
+        divisor = total if self.dist.world == 1 else total / self.dist.world
         set_lr(self.optimizer, self.schedule.lr(self.state.step + 1))
         sums = torch.zeros(3, device=self.device)  # loss, nll, tokens
-        for cpu_batch in batches:
+        for i, cpu_batch in enumerate(batches):
             b = cpu_batch.to(self.device)
-            with autocast(self.device, self.dtype):
-                logits = self.model(b.src, b.src_mask, b.tgt_in, teacher_forcing=t.teacher_forcing)
-            out = label_smoothed_loss(logits, b.tgt_out, t.label_smoothing, PAD_ID)
-            # Dividing by the token count of the whole step makes accumulation exact.
-            loss = out.loss / total
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            with self.dist.sync_grads(self.train_model, sync=i == len(batches) - 1):
+                with autocast(self.device, self.dtype):
+                    logits = self.train_model(b.src, b.src_mask, b.tgt_in,
+                                              teacher_forcing=t.teacher_forcing)  # fmt: skip
+                out = label_smoothed_loss(logits, b.tgt_out, t.label_smoothing, PAD_ID)
+                loss = out.loss / divisor
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             sums += torch.stack([out.loss.detach(), out.nll.detach(), out.tokens.float()])
+        # Global sums: the logged loss is the whole step's, and a non-finite loss on any rank
+        # makes every rank skip the step (the gradients alone might all be finite).
+        self.dist.all_reduce_(sums)
         norm = clip_gradients(self.optimizer, self.scaler, t.clip_norm)
         bad = ~(torch.isfinite(sums[0]) & torch.isfinite(norm))
         optimizer_step(self.optimizer, self.scaler, bad)
@@ -272,12 +205,8 @@ class Trainer:
         if self.dev is None:
             self._save()
             return False
-        try:
-            res = validate(
-                self.model, self.dev, self.processor, self.cfg, self.device, self.dtype,
-                should_stop=lambda: self.signals.signum is not None,
-            )  # fmt: skip
-        except ValidationAborted:
+        res = self.dist.on_main(self._dev_result)  # rank 0 validates, the others wait
+        if res is None:
             return False
         s.validated_step = s.step
         best = s.best_bleu is None or res.bleu > s.best_bleu
@@ -297,6 +226,17 @@ class Trainer:
         self._save(best=best)
         return bool(t.early_stopping_patience and s.bad_validations >= t.early_stopping_patience)
 
+    def _dev_result(self) -> DevResult | None:
+        """Validate; None when a signal cut it short."""
+        try:
+            assert self.dev is not None  # _validate checked
+            return validate(
+                self.model, self.dev, self.processor, self.cfg, self.device, self.dtype,
+                should_stop=lambda: self.signals.signum is not None,
+            )  # fmt: skip
+        except ValidationAborted:
+            return None
+
     def _save(self, best: bool = False) -> None:
         s = self.state
         if s.step == self.saved_step and not best:
@@ -307,11 +247,13 @@ class Trainer:
         s.schedule = self.schedule.state_dict()
         s.data_order = self._data_order()
         s.scaler = dict(self.scaler.state_dict()) if self.scaler is not None else {}
-        tensors, rng = capture_rng()
-        ckpt.save_checkpoint(
+        s.world_size = self.dist.world
+        # Every rank's generators (their dropout differs), so each resumes its own stream.
+        tensors, rng = pack_rank_rng(self.dist.gather_to_main(capture_rng()))
+        self.dist.on_main(lambda: ckpt.save_checkpoint(
             self.run_dir, s.step, self.model, self.optimizer, {"train": s.to_dict(), "rng": rng},
             tensors, keep_last=self.cfg.train.keep_last, best=best,
-        )  # fmt: skip
+        ))  # fmt: skip
         self.saved_step = s.step
 
     def _finish(self, status: str) -> str:
@@ -320,7 +262,8 @@ class Trainer:
         s = self.state
         if status != "interrupted" and s.step > 0 and s.validated_step != s.step:
             self._validate(scheduled=False)
-            if self.signals.signum is not None:
+            self.signum, _ = self.dist.agree_stop(self.signals.signum, False)
+            if self.signum is not None:
                 status = "interrupted"
         if s.step > 0:
             self._save()
