@@ -9,26 +9,43 @@ mark and Windows line endings are tolerated because downloaded corpora often hav
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, Literal
 
 from nmt.errors import DataError
 
+log = logging.getLogger(__name__)
+
 _BOM = b"\xef\xbb\xbf"
+
+
+def _read_error(path: str | Path, e: OSError) -> DataError:
+    if isinstance(e, FileNotFoundError):
+        return DataError(f"{path}: file not found")
+    if isinstance(e, IsADirectoryError):
+        return DataError(f"{path}: is a directory, expected a file")
+    return DataError(f"{path}: cannot read: {e.strerror or e}")
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """``open(path, "rb")``, or a one-line :class:`DataError` naming the file."""
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        raise _read_error(path, e) from None
 
 
 def read_bytes(path: str | Path) -> bytes:
     """The whole file, or a one-line :class:`DataError` naming it."""
     try:
         return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a file") from None
     except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+        raise _read_error(path, e) from None
 
 
 def _invalid_utf8(name: str, data: bytes, err: UnicodeDecodeError) -> DataError:
@@ -66,6 +83,30 @@ def decode_lines(data: bytes, name: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+def decode_lines_lenient(
+    data: bytes, name: str, errors: Literal["strict", "replace"] = "strict"
+) -> list[str]:
+    """:func:`decode_lines`, or with ``errors="replace"`` invalid UTF-8 replaced by U+FFFD and
+    one warning naming the lines (for user input to translate, where a line must not vanish).
+    """
+    try:
+        return decode_lines(data, name)
+    except DataError:
+        if errors == "strict":
+            raise
+    bad = []
+    for line_no, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(line_no)
+    log.warning(
+        "%s: invalid UTF-8 replaced by U+FFFD on %d line(s): %s", name, len(bad),
+        ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""),
+    )  # fmt: skip
+    return decode_lines(data.decode("utf-8", errors="replace").encode("utf-8"), name)
+
+
 def read_lines(path: str | Path) -> list[str]:
     """All lines of a UTF-8 file: BOM stripped, split on ``\\n`` only, one ``\\r`` removed.
 
@@ -80,15 +121,7 @@ def iter_lines(path: str | Path) -> Iterator[str]:
 
     Binary-mode iteration splits on ``\\n`` only, so the same rules hold line by line.
     """
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-    with handle:
+    with open_binary(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
             if line_no == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
@@ -117,17 +150,57 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _via_proc(path: Path) -> bool:
+    """Whether following ``path``'s links leads through ``/proc`` (``/dev/stdout``,
+    ``/dev/fd/N``): such a link names an open descriptor, e.g. a shell redirection, which keeps
+    writing to its own inode however the name is replaced."""
+    p = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        # Directories on the way may be links too (/dev/fd -> /proc/self/fd).
+        p = os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p))
+        if p.startswith("/proc/"):
+            return True
+        if not os.path.islink(p):
+            return False
+        p = os.path.join(os.path.dirname(p), os.readlink(p))
+    return False
+
+
+def _write_through(target: Path, data: bytes) -> None:
+    # O_APPEND and no O_TRUNC: what a shell redirection behind /dev/stdout already holds (>>)
+    # stays; devices and FIFOs ignore both. No fsync either: they do not support it.
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise DataError(f"{target}: cannot write: {e.strerror or e}") from None
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` so that readers see the old file or the new one, never a torn one.
 
     The temporary file lives in the target's directory (``os.replace`` cannot cross file
     systems); it is fsynced before the rename and the directory after it. Parent directories
-    are created.
+    are created. A symbolic link is followed: the file it points to is replaced and the link
+    kept. A target that exists but is not a regular file (``/dev/null``, ``/dev/stdout``, a
+    FIFO) is written through directly: renaming over it would replace the device (as root,
+    ``-o /dev/null`` would turn it into a plain file) and the reader would never see the data.
 
     Raises:
         DataError: the file or its directory cannot be written.
     """
     target = Path(path)
+    try:
+        mode: int | None = target.stat().st_mode
+    except OSError:  # missing (or a dangling link): created below
+        mode = None
+    special = mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    if special or _via_proc(target):
+        _write_through(target, data)
+        return
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     # Not tempfile.mkstemp: its files are mode 0600, while the result should get the usual
     # permissions from the umask, like any file the user writes.
     tmp_name = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from conftest import REPO_ROOT, SHARED_DATA
 from nmt.config import Config, load_config
 from nmt.datautil.build import build_vocab, percentiles
 from nmt.datautil.vocab import Vocabulary
-from nmt.errors import DataError
+from nmt.errors import CheckpointError, DataError
 
 MakeConfig = Callable[..., Config]
 
@@ -112,6 +113,33 @@ def test_rebuild_is_byte_identical(make_config: MakeConfig) -> None:
     first = {p.name: p.read_bytes() for p in vocab_dir(cfg).iterdir()}
     build_vocab(cfg)
     assert {p.name: p.read_bytes() for p in vocab_dir(cfg).iterdir()} == first
+
+
+def test_refuses_a_trained_run_before_writing_anything(make_config: MakeConfig) -> None:
+    cfg = make_config()
+    run = Path(cfg.run_dir)
+    (run / "checkpoints" / ".tmp-step-000001").mkdir(parents=True)  # an interrupted save
+    build_vocab(cfg)  # is no trained model
+    shutil.rmtree(run / "vocab")
+    (run / "config.yaml").unlink()
+    (run / "checkpoints" / "step-000001").mkdir()
+    with pytest.raises(CheckpointError) as info:
+        build_vocab(make_config(min_freq=2))
+    assert str(info.value) == (f"{run} holds a trained model (checkpoints/); rebuilding its "
+                               "vocabulary would break it: use another --run-dir")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
+
+
+def test_saved_config_has_absolute_paths(
+    make_config: MakeConfig, tiny_corpus: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tiny_corpus["train"].parent)
+    cfg = make_config(train="train.tsv", dev="dev.tsv")
+    build_vocab(cfg)
+    saved = load_config(Path(cfg.run_dir) / "config.yaml").data
+    assert saved.dev is not None and Path(saved.train).is_absolute()
+    assert Path(saved.train).samefile(tiny_corpus["train"])
+    assert Path(saved.dev).samefile(tiny_corpus["dev"])
 
 
 _BUILD = """

@@ -78,6 +78,15 @@ def test_missing_corpus(runner: CliRunner, tmp_path: Path) -> None:
     assert "nope.tsv: file not found" in one_error_line(result)
 
 
+def test_trained_run_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "checkpoints" / "step-000001").mkdir(parents=True)
+    result = runner.invoke(app, ["build-vocab", "--config", QUICKSTART, "--run-dir",
+                                 str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 4
+    assert "holds a trained model (checkpoints/)" in one_error_line(result)
+    assert not (tmp_path / "vocab").exists()
+
+
 def test_misaligned_files(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "c.zh").write_text("一。\n二。\n", encoding="utf-8")
     (tmp_path / "c.en").write_text("One.\n", encoding="utf-8")
@@ -125,4 +134,4 @@ def test_python_m_nmt_subprocess(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip() == (
-        "nmt: error: configs/quickstart.yaml: data.min_freq: expected int, got 'zero'")
+        "nmt: error: --set data.min_freq=zero: data.min_freq: expected int, got 'zero'")

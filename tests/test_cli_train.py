@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from torch import nn
 from typer.testing import CliRunner
 
 from nmt.cli import app
-from nmt.config import dump_config, load_config
+from nmt.config import Config, dump_config, load_config
 from nmt.datautil.build import build_vocab
+from nmt.training.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -70,3 +73,17 @@ def test_train_then_resume_through_the_cli(tmp_path: Path) -> None:
 def test_resume_of_a_dir_without_config_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 4 and "config.yaml" in _error_line(result.output)
+
+
+def test_resume_refuses_a_set_that_changes_the_vocabulary(
+    make_config: Callable[..., Config],
+) -> None:
+    cfg = make_config()
+    build_vocab(cfg)
+    save_checkpoint(cfg.run_dir, 1, nn.Linear(1, 1), None, {})  # stands for a trained model
+    result = CliRunner().invoke(app, ["train", "--resume", cfg.run_dir, "--device", "cpu",
+                                      "--set", "data.min_freq=2"])  # fmt: skip
+    assert result.exit_code == 2
+    assert _error_line(result.output).startswith(
+        f"nmt: error: data.min_freq: {cfg.run_dir} was trained with data.min_freq=1, not 2"
+    )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_translate import MODEL_TYPES, SPECIALS, build_run
 from typer.testing import CliRunner, Result
 
@@ -71,6 +74,29 @@ def test_input_file_and_output_file(run_dir: Path, tmp_path: Path) -> None:
     written = out.read_text(encoding="utf-8").split("\n")
     assert len(written) == 4 and written[3] == "" and written[1] == ""
     assert ok_lines(translate(run_dir, "--input", "-", input=src.read_bytes())) == written[:3]
+
+
+# Lines as they come from the wild: anything but "\n" (the only line break the input files
+# have), with the characters str.splitlines() or text mode would also break on, controls,
+# blanks, and no surrogates (not encodable as UTF-8).
+_ODD = "\r\x85\u2028\u2029\x0b\x0c\x1c\x00\x07\x1b\ufeff \t我a"
+_LINES = st.lists(st.one_of(
+    st.just(""),
+    st.text(st.characters(exclude_characters="\n", exclude_categories=["Cs"]), max_size=12),
+    st.text(_ODD, max_size=6),
+), max_size=6)  # fmt: skip
+
+
+@settings(max_examples=20, deadline=None)
+@given(lines=_LINES)
+def test_random_unicode_file_gives_one_output_line_per_input_line(
+    run_dir: Path, lines: list[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "in.txt"
+        src.write_bytes("".join(line + "\n" for line in lines).encode())
+        out = ok_lines(translate(run_dir, "-i", str(src), "--strategy", "greedy"))
+    assert len(out) == len(lines)
 
 
 def test_jsonl_nbest(run_dir: Path) -> None:

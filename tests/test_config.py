@@ -27,10 +27,17 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: data.trian: unknown key (did you mean data.train?)"
 
 
-def test_duplicate_key(tmp_path: Path) -> None:
+def test_duplicate_key_names_the_dotted_path(tmp_path: Path) -> None:
     path = write(tmp_path, "seed: 1\nseed: 2\n")
-    with pytest.raises(ConfigError, match=r"duplicate key 'seed' at line 2 \(first at line 1\)"):
+    with pytest.raises(ConfigError, match=r"seed: duplicate key at line 2 \(first at line 1\)"):
         load_config(path)
+    path = write(tmp_path, "train:\n  lr: 0.1\n  warmup_steps: 3\n  lr: 0.2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: train.lr: duplicate key at line 4 (first at line 2)"
+    # The same key in different mappings is no duplicate.
+    ok = "data:\n  src_tokenizer: {type: char}\n  tgt_tokenizer: {type: char}\nmodel: {type: gru}\n"
+    assert load_config(write(tmp_path, ok)).model.type == "gru"
 
 
 def test_wrong_type_names_key_and_file(tmp_path: Path) -> None:
@@ -52,6 +59,42 @@ def test_impossible_value(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_max_positions_must_cover_max_len(tmp_path: Path) -> None:
+    path = write(tmp_path, "data:\n  max_len: 50\nmodel:\n  max_positions: 10\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: model\.max_positions: 10 is too small for "
+                       r"data\.max_len=50: .* >= data\.max_len \+ 2 = 52$"):
+        load_config(path)
+    assert load_config(path, ["data.max_len=8"]).model.max_positions == 10
+    assert load_config(path, ["model.type=gru"]).model.type == "gru"  # no position table
+
+
+@pytest.mark.parametrize(("override", "key", "value"), [
+    ("train.lr=.inf", "train.lr", "inf"), ("train.lr=nan", "train.lr", "nan"),
+    ("decode.length_penalty=-.inf", "decode.length_penalty", "-inf"),
+    ("train.betas=[0.9, .nan]", "train.betas", "nan"),
+    ("model.dropout=NaN", "model.dropout", "nan"),
+])  # fmt: skip
+def test_floats_must_be_finite(override: str, key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert str(info.value) == f"--set {override}: {key}: must be a finite number, got {value}"
+
+
+def test_errors_name_the_set_that_caused_them(tmp_path: Path) -> None:
+    path = write(tmp_path, "model:\n  heads: 4\ntrain:\n  lr: -1.0\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: train\.lr: must be > 0$"):
+        load_config(path, ["model.heads=2"])  # the bad value is the file's
+    with pytest.raises(ConfigError, match=r"^--set train\.lr=0: train\.lr: must be > 0$"):
+        load_config(path, ["train.lr=0", "model.heads=2"])
+    # A check across keys blames the --set of either key; the key at fault is named first.
+    with pytest.raises(ConfigError, match=r"^--set model\.heads=3: model\.d_model: 256 is not "):
+        load_config(path, ["train.lr=0.1", "model.heads=3"])
+    with pytest.raises(ConfigError, match=r"^--set model=\{heads: 3\}: model\.d_model: "):
+        load_config(path, ["train.lr=0.1", "model={heads: 3}"])  # a whole section set
+    with pytest.raises(ConfigError, match=r"^--set data\.nope=1: data\.nope: unknown key"):
+        load_config(path, ["data.nope=1"])
+
+
 def test_set_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, "train:\n  lr: 0.1\n")
     cfg = load_config(path, ["train.lr=3e-4", "data.src_tokenizer.type=char", "data.dev=null"])
@@ -64,6 +107,8 @@ def test_set_overrides(tmp_path: Path) -> None:
 def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(write(tmp_path, "data: [unclosed\n"))
+    with pytest.raises(ConfigError, match="invalid YAML: unacceptable character"):
+        load_config(write(tmp_path, "seed: 1\x07\n"))
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
 

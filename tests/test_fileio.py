@@ -97,3 +97,39 @@ def test_atomic_write_error_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot write") as info:
         atomic_write_text(blocker / "child.txt", "y")
     assert "\n" not in str(info.value)
+
+
+def test_atomic_write_through_a_symlink_replaces_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "out.txt"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(os.path.relpath(real, tmp_path))  # relative, as `ln -s` usually makes them
+    atomic_write_text(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["out.txt"]  # no temp file left
+    dangling = tmp_path / "dangling.txt"
+    dangling.symlink_to(tmp_path / "data" / "later.txt")
+    atomic_write_text(dangling, "made\n")
+    assert dangling.is_symlink() and (tmp_path / "data" / "later.txt").read_text() == "made\n"
+
+
+def test_atomic_write_to_a_fifo_writes_through(tmp_path: Path) -> None:
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    # Opening a FIFO for reading blocks until a writer opens it, hence the thread; daemon, so
+    # that a regression (the FIFO renamed away, never opened) fails the test instead of hanging.
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    atomic_write_bytes(fifo, b"through the pipe\n")
+    reader.join(timeout=10)
+    assert received == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_atomic_write_to_dev_null_keeps_the_device() -> None:
+    atomic_write_text("/dev/null", "discarded\n")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

@@ -144,6 +144,21 @@ def test_fresh_run_refuses_a_dir_with_checkpoints(reference: dict[str, Any],
         Trainer(tiny_config(reference["run"], vocab_dir))
 
 
+def test_resume_from_another_working_directory(
+    vocab_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    relative = [f"data.{split}=data/sample/{split}.tsv" for split in ("train", "dev", "test")]
+    run = tmp_path / "run"
+    assert train(tiny_config(run, vocab_dir, *relative, "train.max_steps=2")).step == 2
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # what `nmt train --resume RUN_DIR` does from there:
+    resumed = train(load_config(run / "config.yaml", ["train.max_steps=4"]), resume=True)
+    assert resumed.status == "max_steps" and resumed.step == 4
+    assert sorted(train_losses(run)) == [1, 2, 3, 4]
+
+
 # --------------------------------------------------------------------------- early stopping
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID
-from nmt.fileio import atomic_write_bytes
+from nmt.fileio import atomic_write_bytes, open_binary
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +278,15 @@ def shard_batches(batches: Sequence[list[int]], rank: int, world: int) -> list[l
 
 
 def cache_key(files: Sequence[str | Path], settings: str) -> str:
-    """Hash of the files' contents (in order) and a settings string, e.g. the data config."""
+    """Hash of the files' contents (in order) and a settings string, e.g. the data config.
+
+    Raises:
+        DataError: a file is missing or unreadable (it names the file).
+    """
     h = hashlib.sha256(CACHE_FORMAT.encode())
     for path in files:
         h.update(b"\0file\0")
-        with open(path, "rb") as f:
+        with open_binary(path) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     h.update(b"\0settings\0" + settings.encode("utf-8"))

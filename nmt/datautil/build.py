@@ -2,12 +2,14 @@
 
 Reads the training corpus (and the dev corpus, for the OOV rate), tokenizes it as the config
 says, writes ``RUN_DIR/vocab/`` (see :func:`nmt.datautil.pipeline.vocab_layout`) and the
-resolved ``RUN_DIR/config.yaml``. Every file is written atomically, and nothing depends on
-hash-randomised iteration order, so the same inputs give byte-identical files.
+resolved ``RUN_DIR/config.yaml`` (corpus paths made absolute). Every file is written atomically,
+and nothing depends on hash-randomised iteration order, so the same inputs give byte-identical
+files. A run directory that holds checkpoints is refused: its model belongs to its vocabulary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -16,15 +18,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from nmt.config import Config, Lang, TokenizerConfig, dump_config
+from nmt.config import Config, DataConfig, Lang, TokenizerConfig, dump_config, with_absolute_paths
 from nmt.datautil.corpus import ParallelCorpus, read_parallel
 from nmt.datautil.pipeline import VocabLayout, vocab_layout
 from nmt.datautil.tokenize import Tokenizer, build_tokenizer, train_sentencepiece
 from nmt.datautil.vocab import SPECIALS, Vocabulary
-from nmt.errors import DataError
+from nmt.errors import CheckpointError, DataError
 from nmt.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -203,13 +206,53 @@ def _remove_stale(layout: VocabLayout, written: list[Path]) -> None:
             path.unlink()
 
 
+# The data settings a vocabulary is built from. A model trained on it is tied to these values;
+# the other data keys (max_len, dev, test, strict) can change at any time.
+VOCAB_KEYS = ("format", "train", "src_lang", "tgt_lang", "src_tokenizer", "tgt_tokenizer",
+              "joint_vocab", "min_freq", "max_size", "traditional_to_simplified")
+
+
+def vocab_change(built: DataConfig, wanted: DataConfig) -> tuple[str, Any, Any] | None:
+    """The first vocabulary setting that differs, as ``(dotted key, built value, wanted
+    value)`` (e.g. ``data.src_tokenizer.type``); None when the vocabulary still fits.
+
+    Paths are compared as given: pass both configs through
+    :func:`nmt.config.with_absolute_paths` first.
+    """
+    for name in VOCAB_KEYS:
+        old, new = getattr(built, name), getattr(wanted, name)
+        if old == new:
+            continue
+        if dataclasses.is_dataclass(old):  # a tokenizer: name the field inside it
+            for f in dataclasses.fields(old):
+                if getattr(old, f.name) != getattr(new, f.name):
+                    return f"data.{name}.{f.name}", getattr(old, f.name), getattr(new, f.name)
+        return f"data.{name}", old, new
+    return None
+
+
+def _refuse_trained_run(run_dir: Path) -> None:
+    """A trained model's embeddings are indexed by its vocabulary: a new one (even of the same
+    size) would silently scramble them, and a new size fails to load."""
+    root = run_dir / "checkpoints"
+    # Anything but leftovers of an interrupted save (.tmp-*/.trash-*) counts: step-*,
+    # the latest/best pointers, averaged/.
+    if root.is_dir() and any(not p.name.startswith(".") for p in root.iterdir()):
+        raise CheckpointError(
+            f"{run_dir} holds a trained model (checkpoints/); rebuilding its vocabulary would "
+            "break it: use another --run-dir"
+        )
+
+
 def build_vocab(cfg: Config) -> VocabReport:
     """Build and write the vocabularies a config describes; return the summary.
 
     Raises:
+        CheckpointError: the run directory already holds checkpoints (nothing is written).
         DataError: unreadable/misaligned corpus, no usable pairs, sentencepiece failure.
     """
     start = time.perf_counter()
+    _refuse_trained_run(Path(cfg.run_dir))
     data = cfg.data
     train = read_parallel(data.train, data)
     if not len(train):
@@ -242,9 +285,7 @@ def build_vocab(cfg: Config) -> VocabReport:
         written += [layout.src_vocab, layout.tgt_vocab]
     _remove_stale(layout, written)
     config_path = Path(cfg.run_dir) / "config.yaml"
-    atomic_write_text(config_path, dump_config(cfg))
-    if (Path(cfg.run_dir) / "checkpoints").is_dir():
-        log.warning("%s has checkpoints built on the previous vocabulary", cfg.run_dir)
+    atomic_write_text(config_path, dump_config(with_absolute_paths(cfg)))
 
     over = sum(1 for s, t in zip(src_train, tgt_train, strict=True)
                if max(len(s), len(t)) > data.max_len)
