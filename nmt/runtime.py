@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Iterator
 
@@ -73,3 +74,48 @@ def set_threads(threads: int) -> None:
     """Set torch's intra-op threads when asked (0 keeps torch's choice)."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+def physical_cores() -> int:
+    """Cores this process may run on, counting SMT siblings (hyper-threads) once."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux: no topology to read
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        try:
+            with open(path, encoding="ascii") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+def default_threads() -> int:
+    """torch intra-op threads when none are configured: one per physical core.
+
+    torch's own default counts every logical CPU; a second thread on a hyper-thread sibling
+    only adds synchronisation to the small matrix products of this model.
+    """
+    return physical_cores()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` intra-op threads, then restore the previous setting.
+
+    ``0`` leaves the setting as it is. Small jobs (a sentence or two) run fastest on one
+    thread: their matrix products are too small to split, and when another process keeps
+    the other cores busy every parallel region waits for a descheduled worker (measured:
+    7-8 ms per Linear call on 2 threads vs 0.05 ms on 1 on this 2-core machine under load).
+    """
+    before = torch.get_num_threads()
+    if threads > 0 and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -37,8 +37,14 @@ from nmt.decoding import Hypothesis, search
 from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
-from nmt.runtime import autocast, resolve_precision, select_device
-from nmt.training.checkpoint import MODEL_FILE, find_checkpoint, load_weights, resolve_checkpoint
+from nmt.runtime import autocast, resolve_precision, select_device, torch_threads
+from nmt.training.checkpoint import (
+    MODEL_FILE,
+    STATE_FILE,
+    find_checkpoint,
+    load_weights,
+    resolve_checkpoint,
+)
 from nmt.training.serialization import read_tensors
 
 __all__ = ["NBestEntry", "Translation", "Translator"]
@@ -46,6 +52,7 @@ __all__ = ["NBestEntry", "Translation", "Translator"]
 log = logging.getLogger(__name__)
 
 _NEWLINES = str.maketrans({"\n": " ", "\r": " "})  # one output line per input, always
+_FEW_SENTENCES = 4  # translate() calls with at most this many decode on one CPU thread
 
 
 class NBestEntry(NamedTuple):
@@ -139,7 +146,8 @@ class Translator:
         Args:
             device: auto, cpu, cuda, cuda:N or mps.
             checkpoint: ``best`` (falls back to ``latest`` when the run has no best yet),
-                ``latest``, or the path of a checkpoint directory.
+                ``latest``, the name of a checkpoint in ``RUN_DIR/checkpoints`` (e.g.
+                ``averaged``, written by ``nmt average``), or a checkpoint directory.
 
         Raises:
             CheckpointError: the run directory, its config, vocabulary or weights are missing,
@@ -263,7 +271,10 @@ class Translator:
         generator = torch.Generator(self.device).manual_seed(seed)
         bar = tqdm(total=len(order), unit="sent", file=sys.stderr, disable=not progress,
                    dynamic_ncols=True, leave=False)
-        with bar, torch.inference_mode():
+        # A few sentences decode fastest on one thread (see torch_threads); larger jobs keep
+        # the process's setting.
+        few = self.device.type == "cpu" and len(order) <= _FEW_SENTENCES
+        with bar, torch.inference_mode(), torch_threads(1 if few else 0):
             for start in range(0, len(order), decode.batch_size):
                 chunk = order[start : start + decode.batch_size]
                 src, src_mask = collate_src([prepared[i].ids for i in chunk])
@@ -336,7 +347,8 @@ class Translator:
 
 
 def _checkpoint_dir(run: Path, checkpoint: str | Path) -> Path:
-    """``best`` (else ``latest``), ``latest``, or an explicit checkpoint directory."""
+    """``best`` (else ``latest``), ``latest``, a checkpoint name inside the run (``averaged``,
+    ``step-000500``), or an explicit checkpoint directory."""
     if str(checkpoint) in ("best", "latest"):
         which = str(checkpoint)
         found = find_checkpoint(run, which)
@@ -349,4 +361,7 @@ def _checkpoint_dir(run: Path, checkpoint: str | Path) -> Path:
                 f"{run}: no checkpoint in {run / 'checkpoints'}; train the model first"
             )
         return found
+    named = run / "checkpoints" / str(checkpoint)  # e.g. "averaged" (nmt average), "step-000500"
+    if named.name == str(checkpoint) and (named / STATE_FILE).is_file():
+        return named
     return resolve_checkpoint(checkpoint)

@@ -54,8 +54,10 @@ class OracleState:
     prefix: Tensor  # (batch, t) tokens fed so far, <s> first
     width: int  # padded source length
 
-    def select(self, index: Tensor) -> OracleState:
+    def select(self, index: Tensor, same_source: bool = False) -> OracleState:
         rows = (self.table_id[index], self.src_len[index], self.prefix[index])
+        if same_source:  # the search promises that row i keeps its source: check it
+            assert torch.equal(rows[0], self.table_id) and torch.equal(rows[1], self.src_len)
         return OracleState(*rows, self.width)
 
 
@@ -113,7 +115,10 @@ class TinyState:
     src_mask: Tensor  # (batch, src_len)
     hidden: Tensor  # (batch, dim)
 
-    def select(self, index: Tensor) -> TinyState:
+    def select(self, index: Tensor, same_source: bool = False) -> TinyState:
+        if same_source:  # keep the source side, as the real models do; the promise is checked
+            assert torch.equal(self.memory[index], self.memory)
+            return TinyState(self.memory, self.src_mask, self.hidden[index])
         return TinyState(self.memory[index], self.src_mask[index], self.hidden[index])
 
 

@@ -115,3 +115,12 @@ def test_explicit_multi_head_attention_equals_sdpa(causal: bool) -> None:
     # bf16 on the CPU takes the explicit path (SDPA's flash backward is slow there)
     low, _ = dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, causal)
     torch.testing.assert_close(low.float(), fused, atol=0.05, rtol=0.05)
+
+
+def test_one_query_over_many_rows_takes_the_explicit_path_and_agrees_with_sdpa() -> None:
+    torch.manual_seed(2)
+    q, k, v = torch.randn(80, 4, 1, 8), torch.randn(80, 4, 9, 8), torch.randn(80, 4, 9, 8)
+    mask = (torch.arange(9) < torch.randint(1, 10, (80,))[:, None])[:, None, None]
+    got, _ = dot_product_attention(q, k, v, mask)  # a decoding step: the explicit form
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(got, expected)

@@ -18,6 +18,7 @@ from nmt.datautil.batching import (
     shard_batches,
 )
 from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID
+from nmt.errors import DataError
 
 
 def _random_corpus(n: int, seed: int = 0, max_len: int = 30) -> TokenizedCorpus:
@@ -108,3 +109,10 @@ def test_token_cache_round_trip_and_rebuild(tmp_path: Path) -> None:
     (tmp_path / "cache" / f"train-{key}.npz").write_bytes(b"garbage")
     cached_corpus(tmp_path / "cache", "train", key, build)
     assert len(calls) == 2
+
+
+def test_cache_key_of_a_missing_corpus_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.tsv"
+    with pytest.raises(DataError, match=r"gone\.tsv: file not found") as info:
+        cache_key([missing], "settings")
+    assert "\n" not in str(info.value)

@@ -94,7 +94,9 @@ def test_max_len_cuts_every_sentence_at_its_own_limit() -> None:
         assert not any(h.ended for h in hyps)
         assert hyps[0].score == pytest.approx(limit * math.log(0.9))
         assert hyps[1].score == pytest.approx((limit - 1) * math.log(0.9) + math.log(0.09))
-    assert model.step_rows == [4, 4, 4, 2, 2]  # the short sentence left the batch after 3 steps
+    # Step 1 runs one row per sentence (all beams start from <s>); the short sentence
+    # left the batch after 3 steps.
+    assert model.step_rows == [2, 4, 4, 2, 2]
 
 
 def test_batch_of_different_sentences_equals_each_alone() -> None:

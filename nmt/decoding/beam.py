@@ -14,7 +14,9 @@ Python loop over either. One step, for N live sentences, K beams and a vocabular
    or when no beam is alive; done sentences leave the batch, so they cost nothing afterwards.
 
 At the first step only beam 0 is alive (the others score ``-inf``), so the K beams that come out
-of it are distinct.
+of it are distinct; the model runs that step on one row per sentence and the state is expanded
+to K rows afterwards. Later reorders keep the source side of the state in place
+(``select(..., same_source=True)``) unless finished sentences leave the batch.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from torch import Tensor
 
 from nmt.config import DecodeConfig
 from nmt.decoding.beam_layout import (
-    expand_to_beams,
     flat_rows,
     flatten_beams,
     gather_beams,
@@ -213,6 +214,22 @@ def _advance(
     return new, flat_rows(parents, k), done if any_done else None
 
 
+def _step_outputs(
+    logits: Tensor, attn: Tensor | None, t: int, k: int, blocked: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """A step's log-probabilities ``(N, K, V)`` and attention ``(N, K, src_len)``.
+
+    At ``t == 0`` the model ran one row per sentence (``(N, V)``); its output is repeated for
+    the K beams (beams 1..K-1 score ``-inf`` then, so only beam 0's copy counts).
+    """
+    log_probs = step_log_probs(logits, blocked)
+    attn = None if attn is None else attn.float()
+    if t == 0:
+        log_probs = log_probs.unsqueeze(1).repeat(1, k, 1)  # a copy: the step writes into it
+        return log_probs, None if attn is None else attn.unsqueeze(1).expand(-1, k, -1)
+    return unflatten_beams(log_probs, k), None if attn is None else unflatten_beams(attn, k)
+
+
 def _store(out: _Hyps, beams: _Beams, done: Tensor) -> None:
     """Copy the n-best of the ``done`` sentences into ``out`` (``(batch, n_best, ...)``)."""
     rows = done.nonzero().squeeze(1)
@@ -266,16 +283,15 @@ def beam_search(
     out = _Hyps.empty(
         src.size(0), n_best, beams.tokens.size(2), src.size(1), need_attention, src.device
     )
+    # The first step runs on one row per sentence: every beam would start from the same
+    # <s> and only beam 0 is alive, so K copies would compute the same logits K times.
     state = model.encode(src, src_mask, need_attention=need_attention, use_cache=use_cache)
-    state = state.select(expand_to_beams(beams.sentence, beam_size))
     blocked = blocked_ids(src.device)
-    prev = torch.full((src.size(0) * beam_size,), BOS_ID, dtype=torch.long, device=src.device)
+    prev = torch.full((src.size(0),), BOS_ID, dtype=torch.long, device=src.device)
     for t in range(beams.tokens.size(2)):
         logits, state, attn = model.decode_step(prev, state)
-        log_probs = unflatten_beams(step_log_probs(logits, blocked), beam_size)
-        step_attn = attention_of(attn, need_attention, model)
-        if step_attn is not None:
-            step_attn = unflatten_beams(step_attn.float(), beam_size)
+        log_probs, step_attn = _step_outputs(logits, attn, t, beam_size, blocked)
+        step_attn = attention_of(step_attn, need_attention, model)
         beams, rows, done = _advance(beams, log_probs, step_attn, t, length_penalty)
         if done is not None:
             _store(out, beams, done)
@@ -283,7 +299,12 @@ def beam_search(
             if keep.numel() == 0:
                 break
             beams, rows = take_rows(beams, keep), rows.index_select(0, keep)
-        state = state.select(flatten_beams(rows))
+        if t == 0:  # one row per sentence -> K rows per sentence (expands the source side)
+            state = state.select(flatten_beams(rows).div(beam_size, rounding_mode="floor"))
+        else:
+            # Parents stay within their sentence; unless sentences left the batch, the
+            # source-side tensors (memory, cross-attention keys/values) need no copy.
+            state = state.select(flatten_beams(rows), same_source=done is None)
         prev = flatten_beams(beams.tokens[:, :, t])
     return collect_hypotheses(
         out.tokens, out.n_tokens, out.ended, out.raw, out.norm, out.attention, src_mask

@@ -1,0 +1,83 @@
+"""Smoke test of scripts/benchmark.py: --quick on the sample corpus writes sane JSON and markdown.
+
+Not a timing test: it only checks that every section runs and reports positive figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+
+TINY = """\
+run_dir: unused
+data:
+  train: {sample}/train.tsv
+  dev: {sample}/dev.tsv
+  test: {sample}/test.tsv
+  max_len: 50
+model:
+  type: {type}
+  d_model: 32
+  hidden_size: 32
+  heads: 2
+  ff_size: 64
+  enc_layers: 1
+  dec_layers: 1
+train:
+  batch_tokens: 512
+"""
+
+
+@pytest.mark.slow
+def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
+    configs = []
+    for kind in ("transformer", "gru"):
+        path = tmp_path / f"tiny_{kind}.yaml"
+        path.write_text(TINY.format(sample=SAMPLE, type=kind), encoding="utf-8")
+        configs += ["--config", str(path)]
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick", *configs,
+           "--out", str(out), "--threads", "1", "--precisions", "fp32", "--skip", "startup"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))
+    assert results["mode"] == "quick" and results["skipped"] == []
+    assert results["peak"]["fp32"]["best_gflops"] > 0 and results["peak"]["bf16"]["best_gflops"] > 0
+    models = results["models"]
+    assert set(models) == {"tiny_transformer", "tiny_gru"}
+    for name, m in models.items():
+        (train,) = m["train"]
+        for key in ("tgt_tokens_per_s", "src_tgt_tokens_per_s", "achieved_gflops",
+                    "train_flops_per_tgt_token", "peak_rss_mib"):
+            assert train[key] > 0, (name, key)
+        rows = m["decode"]["rows"]
+        cached = [r for r in rows if r["cache"] and r["precision"] == "fp32"]
+        assert {(r["strategy"], r["batch"]) for r in cached} == {
+            (s, b) for s in ("greedy", "beam", "sample") for b in (1, 64)
+        }
+        assert any(not r["cache"] for r in rows) == (name == "tiny_transformer")
+        assert all(r["sent_per_s"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+        assert m["translate"]["seconds"] > 0 and m["translate"]["peak_rss_mib"] > 0
+        assert "startup_s" not in m
+    table = (out / "benchmark.md").read_text(encoding="utf-8")
+    assert "| tiny_gru | fp32 |" in table and "MFU" in table
+
+
+def test_missing_data_is_skipped_with_a_message(tmp_path: Path) -> None:
+    config = tmp_path / "absent.yaml"
+    config.write_text(TINY.format(sample=tmp_path / "nowhere", type="gru"), encoding="utf-8")
+    cmd = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick", "--config",
+           str(config), "--out", str(tmp_path / "out"), "--threads", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "skipping absent" in done.stderr and "not found" in done.stderr
+    results = json.loads((tmp_path / "out" / "benchmark.json").read_text(encoding="utf-8"))
+    assert results["models"] == {} and len(results["skipped"]) == 1
