@@ -21,7 +21,12 @@ What is measured, per model:
   key/value cache (the GRU has none), on the test set sorted by length as ``nmt translate``
   does; sentences/s and generated tokens/s; bf16 beam search with its agreement with fp32;
 - ``nmt translate``: process start to output for one sentence (median of several), and the
-  whole process on the test set with beam 5 (wall time and peak RSS).
+  whole process on the test set with beam 5 (wall time and peak RSS); it runs with
+  ``OMP_NUM_THREADS`` set to ``--threads``, which torch's default thread count follows.
+
+Threads: every job uses ``--threads`` (default: one per physical core). When other processes
+keep the cores busy, more than one thread makes every parallel region wait for a descheduled
+worker (here 7-8 ms per Linear call instead of 0.05 ms); measure with ``--threads 1`` then.
 
 Untrained models (``--config``; the default) are saved as a step-0 checkpoint. They would decode
 to the length limit, so their decoding is held to realistic lengths: ``max_len_a`` is set to the
