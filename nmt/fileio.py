@@ -136,7 +136,8 @@ def iter_lines(path: str | Path) -> Iterator[str]:
                 ) from None
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename inside it is durable (a no-op where that is impossible)."""
     # Makes the rename itself durable; not every platform lets a directory be opened.
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -221,7 +222,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise DataError(f"{target}: cannot write: {e.strerror or e}") from None
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -20,7 +20,6 @@ file crafted to execute code on unpickling is refused as "not a checkpoint".
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt.errors import CheckpointError, NmtError
-from nmt.fileio import atomic_write_bytes, atomic_write_text
+from nmt.fileio import atomic_write_bytes, atomic_write_text, fsync_dir
 from nmt.training.serialization import (
     FORMAT,
     check_finite,
@@ -146,24 +145,10 @@ def _publish(root: Path, name: str, payload: dict[str, bytes], best: bool) -> No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     atomic_write_text(root / "latest", name + "\n")
     if best:
         atomic_write_text(root / "best", name + "\n")
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename of the checkpoint directory durable before the pointer names it.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _pointer(root: Path, which: str) -> str | None:

@@ -12,8 +12,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
 from torch import Tensor
 
 from nmt.errors import CheckpointError
@@ -54,7 +55,7 @@ def dedup_tensors(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[s
 def tensors_to_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
     unique, aliases = dedup_tensors(tensors)
     meta = {"format": FORMAT, "aliases": json.dumps(aliases, sort_keys=True), **metadata}
-    return safetensors.torch.save(unique, metadata=meta)
+    return safetensors_save(unique, metadata=meta)
 
 
 def _read_header(data: bytes, name: str) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an nmt checkpoint file (format {meta.get('format')!r})")
     try:
-        tensors = safetensors.torch.load(data)
+        tensors = safetensors_load(data)
         aliases = json.loads(meta.get("aliases", "{}"))
         for alias, name in aliases.items():
             tensors[alias] = tensors[name]
