@@ -116,7 +116,7 @@ class TrainConfig:
     log_every: int = 20
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    threads: int = 0  # torch intra-op threads; 0 = one per physical core (at most torch's default)
     dist_timeout_minutes: float = 30.0  # torchrun runs: wait this long for the other processes
 
 

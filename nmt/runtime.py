@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import random
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -42,8 +45,9 @@ def select_device(name: str = "auto") -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``; None means plain fp32.
 
-    ``auto`` is bf16 on GPUs that support it (fp16 otherwise) and fp32 on CPU, where bf16
-    is opt-in because not every CPU computes it quickly.
+    ``auto`` is bf16 on GPUs that support it (fp16 otherwise), bf16 on CPUs that compute it
+    natively (:func:`cpu_has_native_bf16`) and fp32 on other CPUs, where bf16 is emulated and
+    slower than fp32.
     """
     if precision == "fp32":
         return None
@@ -57,7 +61,65 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps":
         return torch.float16
-    return None
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+CPU_BF16_ENV = "NMT_CPU_BF16"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively: x86 AVX512-BF16 or AMX-BF16, or the
+    Arm BF16 extension, read from ``/proc/cpuinfo`` (other systems: False).
+
+    ``NMT_CPU_BF16=0`` or ``1`` overrides the answer (the tests pin it to 0, so that CPU runs
+    are fp32 and give the same numbers on every machine).
+    """
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in {"0", "1"}:
+        return override == "1"
+    return _cpuinfo_has_bf16(_read_cpuinfo())
+
+
+@functools.cache
+def _read_cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _cpuinfo_has_bf16(cpuinfo: str) -> bool:
+    """True when the first ``flags`` (x86) or ``Features`` (Arm) line names a bf16 extension."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in {"flags", "Features"}:
+            return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(value.split()))
+    return False
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+    return trim
+
+
+def release_free_memory() -> None:
+    """Hand memory that torch has freed back to the operating system (glibc only).
+
+    glibc keeps freed heap memory for reuse, and batches of varying shapes fragment it, so a
+    long CPU run's resident memory creeps up well above what it uses at any one time
+    (measured: bf16 training peak 1.82 GiB without, 1.46 GiB trimming every 8 steps).
+    Elsewhere this does nothing.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @contextlib.contextmanager

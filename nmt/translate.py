@@ -37,7 +37,13 @@ from nmt.decoding import Hypothesis, search
 from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
-from nmt.runtime import autocast, resolve_precision, select_device, torch_threads
+from nmt.runtime import (
+    autocast,
+    release_free_memory,
+    resolve_precision,
+    select_device,
+    torch_threads,
+)
 from nmt.training.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
@@ -287,6 +293,8 @@ class Translator:
                 for i, hyps in zip(chunk, result, strict=True):
                     nbests[i] = hyps
                 bar.update(len(chunk))
+                if self.device.type == "cpu":  # batches differ in shape: keep the heap small
+                    release_free_memory()
         return nbests
 
     def _finish(

@@ -6,6 +6,7 @@ A tiny corpus written here (not copied from anywhere) keeps the data-layer tests
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +15,12 @@ from typing import Any
 import pytest
 
 from nmt.config import Config, config_from_dict
+from nmt.runtime import CPU_BF16_ENV
+
+# precision "auto" is bf16 on CPUs with native bf16: pin CPU runs to fp32 so that every test
+# computes the same numbers on every machine (subprocesses inherit this too). Tests of bf16
+# ask for it explicitly.
+os.environ[CPU_BF16_ENV] = "0"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"

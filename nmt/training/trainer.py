@@ -24,7 +24,7 @@ from nmt.config import Config
 from nmt.datautil.batching import collate
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import TrainingError
-from nmt.runtime import autocast
+from nmt.runtime import autocast, release_free_memory
 from nmt.training import checkpoint as ckpt
 from nmt.training.distributed import DistEnv, distributed_session
 from nmt.training.loss import label_smoothed_loss
@@ -36,6 +36,9 @@ from nmt.training.state import capture_rng, pack_rank_rng
 from nmt.training.validation import DevResult, ValidationAborted, validate
 
 log = logging.getLogger(__name__)
+
+# On CPU, hand freed memory back to the OS every this many steps (release_free_memory).
+TRIM_EVERY_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class Trainer(TrainingSession):
                 return "finished"
             self._step(group)
             self.progress.advance()
+            if self.device.type == "cpu" and self.state.step % TRIM_EVERY_STEPS == 0:
+                release_free_memory()
             if self.state.step % t.log_every == 0:
                 self._flush()
             if self.state.step % t.valid_every == 0 and self._validate(scheduled=True):
