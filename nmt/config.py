@@ -107,6 +107,9 @@ class TrainConfig:
     max_steps: int = 0  # 0 = no limit
     max_epochs: int = 30
     time_limit_minutes: float = 0.0  # 0 = no limit; wall-clock budget for recipes
+    # Keep the model as it is after these wall-clock minutes (checkpoints/minute-25): a
+    # budget's score, measured later. Minutes count across resumes.
+    snapshot_minutes: tuple[float, ...] = ()
     valid_every: int = 500
     valid_bleu_sentences: int = 0  # 0 = the whole dev set
     early_stopping_patience: int = 0  # validations without dev BLEU gain; 0 = off
@@ -236,7 +239,10 @@ def _type_name(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin is tuple:
-        return "list of " + ", ".join(_type_name(a) for a in get_args(tp))
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return "list of " + ", ".join(_type_name(a) for a in args)
     return getattr(tp, "__name__", str(tp))
 
 
@@ -262,6 +268,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise bad
     if origin is tuple:
         args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+            if not isinstance(value, (list, tuple)):
+                raise bad
+            return tuple(_coerce(v, args[0], key) for v in value)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise bad
         return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
@@ -359,6 +369,8 @@ def _check_values(cfg: Config) -> None:
         (t.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1"),
         (t.dist_timeout_minutes > 0, "train.dist_timeout_minutes", "must be > 0"),
         (t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"),
+        (all(m > 0 for m in t.snapshot_minutes), "train.snapshot_minutes",
+         "every entry must be > 0 (minutes of training)"),
         (d.beam_size >= 1, "decode.beam_size", "must be >= 1"),
         (1 <= d.n_best <= d.beam_size, "decode.n_best decode.beam_size",
          f"must be between 1 and decode.beam_size={d.beam_size}"),

@@ -94,8 +94,43 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def scores(evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {m["name"]: {"score": m["score"], "signature": m["signature"]}
+            for m in evaluation.get("metrics", [])}
+
+
+def checkpoint_time(run: Path, checkpoint: str) -> tuple[int, float | None]:
+    """Step and training minutes of a checkpoint of ``run`` (a step checkpoint or a
+    ``train.snapshot_minutes`` snapshot), from its state.json."""
+    info = json.loads((run / "checkpoints" / checkpoint / "state.json").read_text(encoding="utf-8"))
+    state = info.get("state") or {}
+    seconds = state.get("elapsed_seconds", (state.get("train") or {}).get("elapsed_seconds"))
+    return int(info["step"]), None if seconds is None else round(float(seconds) / 60, 1)
+
+
+def budget(run: Path, evaluations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Test scores of earlier checkpoints (e.g. the model after 25 minutes), by training time."""
+    rows = []
+    for checkpoint, evaluation in evaluations.items():
+        step, minutes = checkpoint_time(run, checkpoint)
+        rows.append({"checkpoint": checkpoint, "step": step, "training_minutes": minutes,
+                     "metrics": scores(evaluation)})  # fmt: skip
+    return sorted(rows, key=lambda r: r["step"])
+
+
+def precision(run: Path) -> dict[str, Any]:
+    """The run's precision setting and what it meant on this machine."""
+    from nmt.config import load_config
+    from nmt.runtime import resolve_precision, select_device
+
+    train = load_config(run / "config.yaml").train
+    dtype = resolve_precision(train.precision, select_device(train.device))
+    return {"setting": train.precision, "autocast": None if dtype is None else str(dtype)}
+
+
 def record(config: Path, evaluation: dict[str, Any], tune: dict[str, Any] | None,
-           checkpoint: str) -> dict[str, Any]:
+           checkpoint: str, budget_evals: dict[str, dict[str, Any]] | None = None
+           ) -> dict[str, Any]:
     from nmt.config import load_config
     from nmt.training.progress import read_metrics
 
@@ -113,10 +148,10 @@ def record(config: Path, evaluation: dict[str, Any], tune: dict[str, Any] | None
         "direction": f"{cfg.data.src_lang}-{cfg.data.tgt_lang}",
         "test": {
             "sentences": evaluation.get("sentences"),
-            "metrics": {m["name"]: {"score": m["score"], "signature": m["signature"]}
-                        for m in evaluation.get("metrics", [])},
+            "metrics": scores(evaluation),
         },
-        "training": training(read_metrics(run)),
+        "training": {**training(read_metrics(run)), "precision": precision(run)},
+        "budget": budget(run, budget_evals or {}),
         "model": model_info(run, checkpoint),
         "decoding": {
             "checkpoint": checkpoint,
@@ -138,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", required=True, type=Path, help="nmt evaluate --json output")
     parser.add_argument("--tune", type=Path, help="nmt tune --json output")
     parser.add_argument("--checkpoint", default="best", help="the checkpoint evaluated")
+    parser.add_argument("--budget", action="append", default=[], metavar="CHECKPOINT=EVAL.json",
+                        help="the test evaluation of an earlier checkpoint of the run, e.g. "
+                             "minute-25=eval25.json (repeatable)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results")
     args = parser.parse_args(argv)
 
@@ -149,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = json.loads(args.eval.read_text(encoding="utf-8"))
     tune = json.loads(args.tune.read_text(encoding="utf-8")) if args.tune else None
     recipe = args.config.stem
-    data = record(args.config, evaluation, tune, args.checkpoint)
+    budget_evals = {}
+    for item in args.budget:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--budget {item!r}: expected CHECKPOINT=EVAL.json")
+        budget_evals[name] = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = record(args.config, evaluation, tune, args.checkpoint, budget_evals)
     out = args.out_dir / f"{recipe}.json"
     atomic_write_text(out, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     run = ROOT / load_config(args.config).run_dir

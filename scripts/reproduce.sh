@@ -9,7 +9,8 @@
 # 3. checkpoint averaging when the run sets train.average_last: `nmt average`, then the
 #    averaged weights are kept only if they beat the best checkpoint on dev BLEU;
 # 4. length penalty tuned on dev: `nmt tune --write`;
-# 5. test evaluation with beam search: `nmt evaluate --model RUN_DIR --json`;
+# 5. test evaluation with beam search: `nmt evaluate --model RUN_DIR --json`, and the same for
+#    the snapshots of train.snapshot_minutes (the model after 25 minutes, say);
 # 6. docs/results/RECIPE.json (scores with signatures, training wall-clock, machine, model size,
 #    decoding and speed) and docs/results/RECIPE.png (dev BLEU against wall-clock minutes).
 # Then `python scripts/results_table.py` renders every docs/results/*.json as a markdown table.
@@ -73,6 +74,15 @@ echo "[reproduce] tuning the length penalty on dev ($CKPT checkpoint)" >&2
 "${NMT[@]}" tune "$RUN" --checkpoint "$CKPT" --write --json > "$OUT/tune.json"
 echo "[reproduce] evaluating on test with beam search" >&2
 "${NMT[@]}" evaluate --model "$RUN" --checkpoint "$CKPT" --strategy beam --json > "$OUT/eval.json"
+BUDGET=()  # train.snapshot_minutes: the model after N minutes, scored the same way
+for snapshot in "$RUN"/checkpoints/minute-*; do
+  [ -d "$snapshot" ] || continue
+  name="$(basename "$snapshot")"
+  echo "[reproduce] evaluating the $name snapshot on test" >&2
+  "${NMT[@]}" evaluate --model "$RUN" --checkpoint "$name" --strategy beam --json \
+    > "$OUT/$name.json"
+  BUDGET+=(--budget "$name=$OUT/$name.json")
+done
 "$VPY" scripts/record_result.py "$CONFIG" --eval "$OUT/eval.json" --tune "$OUT/tune.json" \
-  --checkpoint "$CKPT" --out-dir "$RESULTS"
+  --checkpoint "$CKPT" --out-dir "$RESULTS" ${BUDGET[@]+"${BUDGET[@]}"}
 "$VPY" scripts/results_table.py "$RESULTS"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,20 @@ def _metric(data: Mapping[str, Any], prefix: str) -> Mapping[str, Any] | None:
     return next((v for k, v in metrics.items() if k.startswith(prefix)), None)
 
 
+_DTYPES = {"None": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
+
+
+def _budget(data: Mapping[str, Any]) -> str:
+    """" (24.1 after 25 min)": test BLEU of the run's earlier checkpoints (snapshots)."""
+    parts = []
+    for entry in data.get("budget") or []:
+        metrics = entry.get("metrics") or {}
+        score = next((v.get("score") for k, v in metrics.items() if k.startswith("BLEU")), None)
+        if score is not None and entry.get("training_minutes") is not None:
+            parts.append(f"{score:.1f} after {entry['training_minutes']:.0f} min")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def row(data: Mapping[str, Any]) -> list[str]:
     """The table cells of one results file."""
     bleu, chrf = _metric(data, "BLEU"), _metric(data, "chrF")
@@ -54,21 +68,25 @@ def row(data: Mapping[str, Any]) -> list[str]:
         strategy += f", {dec['checkpoint']}"
     model = f"{_get(data, 'model', 'type') or '-'} ({_get(data, 'model', 'tokenizers') or '-'})"
     minutes = _get(data, "training", "wall_clock_minutes")
+    train_time = "-" if minutes is None else f"{minutes:.0f} min"
+    autocast = _get(data, "training", "precision", "autocast")
+    if _get(data, "training", "precision") is not None:
+        train_time += ", " + _DTYPES.get(str(autocast), str(autocast))
     return [
         f"`{data.get('recipe', '?')}`",
         str(data.get("direction", "-")),
         model,
         "-" if params is None else f"{params / 1e6:.1f}M",
-        _num(bleu and bleu.get("score"), ".1f"),
+        _num(bleu and bleu.get("score"), ".1f") + _budget(data),
         _num(chrf and chrf.get("score"), ".1f"),
-        "-" if minutes is None else f"{minutes:.0f} min",
+        train_time,
         f"{machine}, torch {m.get('torch', '?')}",
         strategy,
         f"{_num(dec.get('sentences_per_second'), '.1f')} sent/s",
     ]
 
 
-def render(results: list[Mapping[str, Any]]) -> str:
+def render(results: Sequence[Mapping[str, Any]]) -> str:
     """Markdown table plus one signature line per recipe and metric."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     results = sorted(results, key=lambda d: str(d.get("recipe", "")))

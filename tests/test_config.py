@@ -141,3 +141,19 @@ def test_quickstart_loads() -> None:
     cfg = load_config(REPO_ROOT / "configs" / "quickstart.yaml")
     assert cfg.data.src_tokenizer.type == "jieba" and cfg.data.tgt_tokenizer.type == "moses"
     assert cfg.run_dir == "runs/quickstart" and cfg.data.train == "data/sample/train.tsv"
+
+
+def test_snapshot_minutes_is_a_list_of_positive_minutes(tmp_path: Path) -> None:
+    path = write(tmp_path, "train:\n  snapshot_minutes: [25, 7.5, '1e1']\n")
+    assert load_config(path).train.snapshot_minutes == (25.0, 7.5, 10.0)
+    assert load_config(None).train.snapshot_minutes == ()
+    assert load_config(None, ["train.snapshot_minutes=[]"]).train.snapshot_minutes == ()
+    with pytest.raises(ConfigError, match=r"train\.snapshot_minutes: every entry must be > 0"):
+        load_config(None, ["train.snapshot_minutes=[10, 0]"])
+    with pytest.raises(ConfigError, match=r"train\.snapshot_minutes: expected a list of float, "
+                       r"got 25"):
+        load_config(None, ["train.snapshot_minutes=25"])
+    with pytest.raises(ConfigError, match=r"train\.snapshot_minutes: expected float, got 'ten'"):
+        load_config(None, ["train.snapshot_minutes=[ten]"])
+    with pytest.raises(ConfigError, match=r"train\.snapshot_minutes: must be a finite number"):
+        load_config(None, ["train.snapshot_minutes=[.inf]"])

@@ -25,7 +25,10 @@ def synthetic(recipe: str, bleu: float) -> dict[str, Any]:
             "BLEU": {"score": bleu, "signature": "nrefs:1|tok:13a|version:2.6.0"},
             "chrF2": {"score": 45.25, "signature": "nrefs:1|nc:6|version:2.6.0"},
             "TER": {"score": 60.0, "signature": "ter-sig"}}},
-        "training": {"wall_clock_minutes": 54.6, "steps": 6000},
+        "training": {"wall_clock_minutes": 54.6, "steps": 6000,
+                     "precision": {"setting": "auto", "autocast": "torch.bfloat16"}},
+        "budget": [{"checkpoint": "minute-25", "step": 1400, "training_minutes": 25.0,
+                    "metrics": {"BLEU": {"score": bleu - 2.0, "signature": "s"}}}],
         "model": {"type": "transformer", "parameters": 9_612_288, "tokenizers": "jieba/moses"},
         "decoding": {"checkpoint": "averaged", "strategy": "beam", "beam_size": 5,
                      "length_penalty": 1.2, "sentences_per_second": 31.04},
@@ -41,10 +44,11 @@ def test_render(results_table: ModuleType, tmp_path: Path) -> None:
     lines = text.splitlines()
     assert lines[0].startswith("| Recipe | Direction |") and lines[1].startswith("|---|")
     assert lines[2] == (
-        "| `a_recipe` | zh-en | transformer (jieba/moses) | 9.6M | 26.4 | 45.2 | 55 min | "
+        "| `a_recipe` | zh-en | transformer (jieba/moses) | 9.6M | 26.4 (24.4 after 25 min) | "
+        "45.2 | 55 min, bf16 | "
         "AMD EPYC, 2 cores, 2 threads, torch 2.13.0 | beam 5, lp 1.2, averaged | 31.0 sent/s |"
     )
-    assert lines[3].startswith("| `b_recipe` |") and "| 20.0 |" in lines[3]
+    assert lines[3].startswith("| `b_recipe` |") and "| 20.0 (18.0 after 25 min) |" in lines[3]
     assert "- `a_recipe` BLEU: `nrefs:1|tok:13a|version:2.6.0`" in lines
     assert "ter-sig" not in text  # the table reports BLEU and chrF
 

@@ -291,3 +291,41 @@ def test_second_run_reads_the_token_cache(
     assert sorted(p.name.split("-")[0] for p in (reference["run"] / "cache").iterdir()) == [
         "dev", "train"
     ]  # fmt: skip
+
+
+def test_snapshots_keep_the_model_at_the_given_minutes(
+    vocab_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from nmt.training.serialization import read_tensors
+    from nmt.translate import Translator
+
+    # A clock of 30 s a step: minute 1 is passed at step 2, minute 2.5 at step 5; 0.2 and 0.4
+    # are both passed by step 1, which is kept as 0.4 alone.
+    monkeypatch.setattr(Trainer, "_elapsed", lambda self: 30.0 * self.state.step)
+    cfg = tiny_config(tmp_path, vocab_dir, "train.max_steps=6", "train.valid_every=1",
+                      "train.keep_last=10", "train.snapshot_minutes=[0.2, 0.4, 1, 2.5, 99]")
+    with caplog.at_level("WARNING"):
+        assert train(cfg).step == 6
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.glob("minute-*")) == [
+        "minute-0.4", "minute-1", "minute-2.5"
+    ]  # fmt: skip
+    assert "no snapshot for minute(s) 0.2" in caplog.text
+    for name, step in [("minute-0.4", 1), ("minute-1", 2), ("minute-2.5", 5)]:
+        snap = ckpt.read_checkpoint(root / name)
+        assert snap.step == step and snap.state["snapshot_minutes"] == float(name[7:])
+        same_step = read_tensors(root / ckpt.step_name(step) / ckpt.MODEL_FILE)[0]
+        assert snap.model_tensors.keys() == same_step.keys()
+        assert all(torch.equal(snap.model_tensors[k], same_step[k]) for k in same_step)
+    assert ckpt.find_checkpoint(tmp_path).name == ckpt.step_name(6)  # snapshots are not latest
+    assert Translator.load(tmp_path, device="cpu", checkpoint="minute-1").translate(["我喜欢茶。"])
+    # A resumed run keeps the snapshots it has and writes none of those it passed.
+    def snapshot_times() -> dict[str, int]:
+        return {p.name: (p / ckpt.MODEL_FILE).stat().st_mtime_ns for p in root.glob("minute-*")}
+
+    before = snapshot_times()
+    train(tiny_config(tmp_path, vocab_dir, "train.max_steps=8", "train.valid_every=1",
+                      "train.keep_last=10", "train.snapshot_minutes=[0.2, 0.4, 1, 2.5, 99]"),
+          resume=True)  # fmt: skip
+    assert snapshot_times() == before  # minute 0.2 stays missing: the run was past it

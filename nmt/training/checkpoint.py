@@ -184,6 +184,64 @@ def _prune(root: Path, keep_last: int) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def write_weights_only(
+    root: Path, name: str, weights: dict[str, Tensor], step: int, state: dict[str, Any],
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write the weights-only checkpoint ``root/name`` (averaged weights, a snapshot) as a
+    whole: built beside it, then renamed into place, replacing an earlier one.
+
+    It has the files of a training checkpoint (the optimizer file empty), so everything that
+    reads a checkpoint reads it; it is never ``latest`` and never pruned.
+
+    Raises:
+        CheckpointError: the write failed; an earlier ``root/name`` is then untouched.
+    """
+    # Not ".tmp-": pruning deletes those, and a run may still be training.
+    tmp, old, final = root / f".writing-{name}", root / f".replaced-{name}", root / name
+    info = {"format": FORMAT, "step": step, "state": state, "optimizer": {}}
+    payload = {
+        MODEL_FILE: tensors_to_bytes(weights, {"step": str(step), **(metadata or {})}),
+        OPTIM_FILE: tensors_to_bytes({}, {}),
+        STATE_FILE: json.dumps(info, indent=1, sort_keys=True, allow_nan=False).encode(),
+    }
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        for filename, data in payload.items():
+            _write_bytes(tmp / filename, data)
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        fsync_dir(root)
+    except (OSError, NmtError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(e, "strerror", None) or str(e)
+        raise CheckpointError(f"could not write {final} ({reason}); nothing was replaced") from None
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def snapshot_name(minutes: float) -> str:
+    """The checkpoint name of a ``train.snapshot_minutes`` snapshot: ``minute-25``,
+    ``minute-7.5``."""
+    return f"minute-{float(minutes):g}"
+
+
+def save_snapshot(
+    run_dir: str | Path, minutes: float, model: nn.Module, step: int, elapsed_seconds: float
+) -> Path:
+    """Keep the model as it is after ``minutes`` of training (``checkpoints/minute-25``), so
+    that a budget's score can be measured after the run has gone on."""
+    weights = model.state_dict()
+    name = snapshot_name(minutes)
+    check_finite(weights, f"{name} (model)")
+    state = {"snapshot_minutes": minutes, "elapsed_seconds": round(elapsed_seconds, 3)}
+    return write_weights_only(checkpoint_root(run_dir), name, weights, step, state,
+                              {"snapshot_minutes": str(minutes)})  # fmt: skip
+
+
 # --------------------------------------------------------------------------- loading
 
 

@@ -79,6 +79,12 @@ class Trainer(TrainingSession):
         self.elapsed_before = self.state.elapsed_seconds  # earlier sessions of this run
         self.interval_tokens = 0
         t = self.cfg.train
+        # Snapshots still ahead: a resumed run does not go back for the ones it passed.
+        root = ckpt.checkpoint_root(self.run_dir)
+        self.pending_snapshots = sorted(
+            m for m in set(t.snapshot_minutes)
+            if 60 * m > self.elapsed_before and not (root / ckpt.snapshot_name(m)).is_dir()
+        )
         total = t.max_steps or math.ceil(len(self._epoch_batches(0)) / t.accum_steps) * t.max_epochs
         self.progress = Progress(self.run_dir, total, self.state.step, self.dist.is_main)
         try:
@@ -113,6 +119,8 @@ class Trainer(TrainingSession):
                 return "finished"
             self._step(group)
             self.progress.advance()
+            if self.pending_snapshots and self._elapsed() >= 60 * self.pending_snapshots[0]:
+                self._snapshot()
             if self.device.type == "cpu" and self.state.step % TRIM_EVERY_STEPS == 0:
                 release_free_memory()
             if self.state.step % t.log_every == 0:
@@ -260,6 +268,21 @@ class Trainer(TrainingSession):
             tensors, keep_last=self.cfg.train.keep_last, best=best,
         ))  # fmt: skip
         self.saved_step = s.step
+
+    def _snapshot(self) -> None:
+        """``train.snapshot_minutes``: keep the weights as they are now (rank 0 writes them;
+        every rank holds the same weights, so no rank waits)."""
+        due = [m for m in self.pending_snapshots if self._elapsed() >= 60 * m]
+        self.pending_snapshots = self.pending_snapshots[len(due):]
+        if self.dist.is_main:
+            # Several passed at once (a long step or validation): this state is the latest's.
+            if len(due) > 1:
+                log.warning("no snapshot for minute(s) %s: the run was past them already",
+                            ", ".join(f"{m:g}" for m in due[:-1]))  # fmt: skip
+            path = ckpt.save_snapshot(self.run_dir, due[-1], self.model, self.state.step,
+                                      self._elapsed())  # fmt: skip
+            log.info("step %d: kept the model after %g minutes as %s", self.state.step,
+                     due[-1], path)  # fmt: skip
 
     def _finish(self, status: str) -> str:
         """Final validation (unless this step was validated or training was interrupted) and
