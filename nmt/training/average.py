@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +23,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from nmt.errors import CheckpointError, ConfigError, NmtError
-from nmt.fileio import atomic_write_bytes
+from nmt.errors import CheckpointError, ConfigError
 from nmt.training.checkpoint import (
     MODEL_FILE,
-    OPTIM_FILE,
     STATE_FILE,
     checkpoint_root,
     list_checkpoints,
     resolve_checkpoint,
+    write_weights_only,
 )
-from nmt.training.serialization import FORMAT, read_tensors, tensors_to_bytes
+from nmt.training.serialization import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -171,18 +169,9 @@ def average_checkpoints(
     states = [read_tensors(p / MODEL_FILE)[0] for p in sources]
     steps = [_step_of(p) for p in sources]
     weights = average_tensors(states, sources)
-    info = {
-        "format": FORMAT,
-        "step": max(steps),
-        "state": {"averaged_from": [p.name for p in sources], "steps": steps},
-        "optimizer": {},
-    }
-    payload = {
-        MODEL_FILE: tensors_to_bytes(weights, {"step": str(max(steps)), "averaged": "true"}),
-        OPTIM_FILE: tensors_to_bytes({}, {}),
-        STATE_FILE: json.dumps(info, indent=1, sort_keys=True).encode(),
-    }
-    path = _publish(checkpoint_root(run_dir), output, payload)
+    state = {"averaged_from": [p.name for p in sources], "steps": steps}
+    path = write_weights_only(checkpoint_root(run_dir), output, weights, max(steps), state,
+                              {"averaged": "true"})  # fmt: skip
     result = AverageResult(path, tuple(sources), max(steps))
     log.info("%s", result.format())
     return result
@@ -194,27 +183,6 @@ def _step_of(path: Path) -> int:
         return int(info["step"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path / STATE_FILE}: unreadable: {e}") from None
-
-
-def _publish(root: Path, name: str, payload: dict[str, bytes]) -> Path:
-    """Write ``root/name`` as a whole: built beside it, then renamed into place."""
-    # Not ".tmp-": the trainer's pruning deletes those, and a run may still be training.
-    tmp, old, final = root / f".averaging-{name}", root / f".replaced-{name}", root / name
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        for filename, data in payload.items():
-            atomic_write_bytes(tmp / filename, data)
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-    except (OSError, NmtError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        reason = getattr(e, "strerror", None) or str(e)
-        raise CheckpointError(f"could not write {final} ({reason}); nothing was replaced") from None
-    shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def average_after_training(run_dir: str | Path, last: int) -> AverageResult | None:
