@@ -83,7 +83,9 @@ def read_split(cfg: Config, split: str) -> EvalSet:
     return EvalSet(f"{split}: {path}", list(pairs.src), [t.rstrip() for t in pairs.tgt])
 
 
-def load_translator(run_dir: str | Path, device: str, checkpoint: str) -> Translator:
+def load_translator(
+    run_dir: str | Path, device: str, checkpoint: str, precision: str | None = None
+) -> Translator:
     """:meth:`Translator.load`, imported only when a model is needed."""
     try:
         from nmt.translate import Translator
@@ -94,7 +96,7 @@ def load_translator(run_dir: str | Path, device: str, checkpoint: str) -> Transl
             "'nmt evaluate --model' needs nmt.translate, which this version "
             "does not have yet; translate with another tool and use --hyp"
         ) from None
-    return Translator.load(run_dir, device=device, checkpoint=checkpoint)
+    return Translator.load(run_dir, device=device, checkpoint=checkpoint, precision=precision)
 
 
 def translate_timed(

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 _NEWLINES = str.maketrans({"\n": " ", "\r": " "})  # one output line per input, always
 _FEW_SENTENCES = 4  # translate() calls with at most this many decode on one CPU thread
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class NBestEntry(NamedTuple):
@@ -129,13 +130,17 @@ class Translator:
     """A trained model with its text processing; build it with :meth:`load`."""
 
     def __init__(
-        self, config: Config, processor: TextProcessor, model: Seq2Seq, device: torch.device
+        self, config: Config, processor: TextProcessor, model: Seq2Seq, device: torch.device,
+        precision: str | None = None,
     ) -> None:
         self.config = config
         self.processor = processor
         self.model = model.to(device).eval()
         self.device = device
-        self._dtype = resolve_precision(config.train.precision, device)
+        if precision is not None and precision not in PRECISIONS:
+            raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, "
+                              f"got {precision!r}")  # fmt: skip
+        self._dtype = resolve_precision(precision or config.train.precision, device)
         # Longer sources are truncated: training saw none (data.max_len), and the Transformer's
         # position table ends at max_positions (the source also gets its </s>).
         positions = config.model.max_positions if config.model.type == "transformer" else None
@@ -143,9 +148,17 @@ class Translator:
         self.max_src_tokens = min(limits)
         self._max_len_cap = positions
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic decoding runs in: ``fp32``, ``bf16`` or ``fp16`` (autocast)."""
+        if self._dtype is None:
+            return "fp32"
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._dtype, str(self._dtype))
+
     @classmethod
     def load(
-        cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path = "best"
+        cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path = "best",
+        precision: str | None = None,
     ) -> Translator:
         """Load the run in ``run_dir`` (its config.yaml, vocabularies and a checkpoint).
 
@@ -154,6 +167,8 @@ class Translator:
             checkpoint: ``best`` (falls back to ``latest`` when the run has no best yet),
                 ``latest``, the name of a checkpoint in ``RUN_DIR/checkpoints`` (e.g.
                 ``averaged``, written by ``nmt average``), or a checkpoint directory.
+            precision: auto, fp32, bf16 or fp16 (GPU) autocast for decoding; None: the run's
+                ``train.precision``.
 
         Raises:
             CheckpointError: the run directory, its config, vocabulary or weights are missing,
@@ -174,7 +189,7 @@ class Translator:
         tensors, _ = read_tensors(ckpt / MODEL_FILE)  # safetensors only: nothing is unpickled
         load_weights(model, tensors, ckpt)
         log.debug("loaded %s", ckpt)
-        return cls(cfg, processor, model, select_device(device))
+        return cls(cfg, processor, model, select_device(device), precision)
 
     # ------------------------------------------------------------------ translate
 

@@ -348,9 +348,15 @@ class FakeTranslator:
     table = dict(zip(EN_REF, ZH_HYP, strict=False))
     calls: list[dict[str, Any]] = []
 
+    def __init__(self, precision: str | None = None) -> None:
+        self.precision = precision or "fp32"
+
     @classmethod
-    def load(cls, run_dir: Path, device: str = "auto", checkpoint: str = "best") -> FakeTranslator:
-        return cls()
+    def load(
+        cls, run_dir: Path, device: str = "auto", checkpoint: str = "best",
+        precision: str | None = None,
+    ) -> FakeTranslator:
+        return cls(precision)
 
     def translate(self, sentences: list[str], **options: Any) -> list[str]:
         self.calls.append(options)
@@ -395,6 +401,10 @@ def test_model_mode_translates_scores_and_reports_speed(
 
     table = nmt("--model", str(run), "--src", str(src), "--ref", str(ref))
     assert "sentences/s" in table.stdout and "target tokens/s" in table.stdout
+    assert decoding["settings"]["precision"] == "fp32"  # the run's (tests pin CPUs to fp32)
+    forced = nmt("--model", str(run), "--src", str(src), "--ref", str(ref), "--precision", "bf16",
+                 "--json")  # fmt: skip
+    assert json.loads(forced.stdout)["decoding"]["settings"]["precision"] == "bf16"
 
 
 def test_model_mode_without_translate_module_is_one_line(

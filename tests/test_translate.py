@@ -243,6 +243,16 @@ def test_checkpoint_choice(run_dir: Path, translator: Translator) -> None:
     assert latest.translate(["你好"]) == explicit.translate(["你好"]) == expected
 
 
+def test_precision_defaults_to_the_run_and_can_be_chosen(run_dir: Path) -> None:
+    assert Translator.load(run_dir, device="cpu").precision == "fp32"  # tests pin CPUs to fp32
+    bf16 = Translator.load(run_dir, device="cpu", precision="bf16")
+    assert bf16.precision == "bf16"
+    sources = dev_sources(6)
+    assert len(bf16.translate(sources, strategy="beam")) == len(sources)
+    with pytest.raises(ConfigError, match="precision: expected one of auto, fp32, bf16, fp16"):
+        Translator.load(run_dir, device="cpu", precision="fp64")
+
+
 # --------------------------------------------------------------------------- attention plots
 
 

@@ -106,6 +106,14 @@ def evaluate(
             help="auto, cpu, cuda, cuda:N or mps (default: auto).", rich_help_panel=_DECODE_PANEL
         ),
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto, fp32, bf16 or fp16 (GPU) arithmetic (default: the run's "
+            "train.precision).",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = None,
     strategy: Annotated[
         str | None,
         typer.Option(
@@ -176,7 +184,8 @@ def evaluate(
             "max_len_a": max_len_a, "max_len_b": max_len_b, "batch_size": batch_size,
         }  # fmt: skip
         hyps, refs, stats, lang, baseline = _translate_for_evaluation(
-            model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang
+            model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang,
+            precision,
         )
         if save_hyp is not None:
             atomic_write_text(save_hyp, "".join(f"{h}\n" for h in hyps))
@@ -240,6 +249,7 @@ def _translate_for_evaluation(
     checkpoint: str,
     tokenize: str | None,
     tgt_lang: str | None,
+    precision: str | None = None,
 ) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str]:
     """``--model`` mode: read the sources and references, translate them timed.
 
@@ -273,8 +283,9 @@ def _translate_for_evaluation(
     else:
         data = run_eval.read_split(cfg, split or "test")
         sources, name, refs = data.sources, data.name, {data.name: data.references}
-    translator = run_eval.load_translator(run_dir, device or "auto", checkpoint)
-    settings = {"device": device or "auto", "checkpoint": checkpoint}
+    translator = run_eval.load_translator(run_dir, device or "auto", checkpoint, precision)
+    settings = {"device": device or "auto", "checkpoint": checkpoint,
+                "precision": translator.precision}  # fmt: skip
     hyps, stats = run_eval.translate_timed(
         translator, cfg, sources, {**decode, "seed": seed}, settings, tokenize
     )

@@ -54,6 +54,11 @@ def translate(
     device: Annotated[
         str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     ] = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(help="auto, fp32, bf16 or fp16 (GPU) arithmetic (default: the run's "
+                     "train.precision; auto is bf16 on GPUs and on CPUs with native bf16)."),
+    ] = None,
     plot_attention: Annotated[
         Path | None,
         typer.Option(help="Write an attention heatmap per sentence to DIR/0001.png, ... "
@@ -134,7 +139,8 @@ def translate(
         raise ConfigError("--output needs TEXT, --input or piped stdin (the prompt prints here)")
     # Input first: a bad file fails before the model is loaded.
     sentences = [] if interactive else list(text or _read_input(input_, errors))
-    translator = Translator.load(model, device=device, checkpoint=checkpoint)
+    translator = Translator.load(model, device=device, checkpoint=checkpoint,
+                                 precision=precision)
     options: dict[str, Any] = dict(
         strategy=strategy, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty,
         temperature=temperature, top_k=top_k, top_p=top_p, max_len_a=max_len_a,
