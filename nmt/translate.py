@@ -39,6 +39,7 @@ from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
 from nmt.runtime import (
     autocast,
+    precision_name,
     release_free_memory,
     resolve_precision,
     select_device,
@@ -151,9 +152,7 @@ class Translator:
     @property
     def precision(self) -> str:
         """The arithmetic decoding runs in: ``fp32``, ``bf16`` or ``fp16`` (autocast)."""
-        if self._dtype is None:
-            return "fp32"
-        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._dtype, str(self._dtype))
+        return precision_name(self._dtype)
 
     @classmethod
     def load(

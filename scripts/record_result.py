@@ -121,11 +121,12 @@ def budget(run: Path, evaluations: dict[str, dict[str, Any]]) -> list[dict[str, 
 def precision(run: Path) -> dict[str, Any]:
     """The run's precision setting and what it meant on this machine."""
     from nmt.config import load_config
-    from nmt.runtime import resolve_precision, select_device
+    from nmt.runtime import precision_name, resolve_precision, select_device
 
     train = load_config(run / "config.yaml").train
     dtype = resolve_precision(train.precision, select_device(train.device))
-    return {"setting": train.precision, "autocast": None if dtype is None else str(dtype)}
+    autocast = None if dtype is None else precision_name(dtype)
+    return {"setting": train.precision, "autocast": autocast}
 
 
 def record(config: Path, evaluation: dict[str, Any], tune: dict[str, Any] | None,

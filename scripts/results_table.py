@@ -38,9 +38,6 @@ def _metric(data: Mapping[str, Any], prefix: str) -> Mapping[str, Any] | None:
     return next((v for k, v in metrics.items() if k.startswith(prefix)), None)
 
 
-_DTYPES = {"None": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
-
-
 def _budget(data: Mapping[str, Any]) -> str:
     """" (24.1 after 25 min)": test BLEU of the run's earlier checkpoints (snapshots)."""
     parts = []
@@ -69,9 +66,8 @@ def row(data: Mapping[str, Any]) -> list[str]:
     model = f"{_get(data, 'model', 'type') or '-'} ({_get(data, 'model', 'tokenizers') or '-'})"
     minutes = _get(data, "training", "wall_clock_minutes")
     train_time = "-" if minutes is None else f"{minutes:.0f} min"
-    autocast = _get(data, "training", "precision", "autocast")
-    if _get(data, "training", "precision") is not None:
-        train_time += ", " + _DTYPES.get(str(autocast), str(autocast))
+    if _get(data, "training", "precision") is not None:  # autocast None: plain fp32
+        train_time += ", " + (_get(data, "training", "precision", "autocast") or "fp32")
     return [
         f"`{data.get('recipe', '?')}`",
         str(data.get("direction", "-")),

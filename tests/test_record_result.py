@@ -50,4 +50,4 @@ def test_precision_names_the_setting_and_what_it_meant(
     assert record_result.precision(tmp_path) == {"setting": "auto", "autocast": None}
     cfg = load_config(None, ["train.precision=bf16"])
     (tmp_path / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    assert record_result.precision(tmp_path) == {"setting": "bf16", "autocast": "torch.bfloat16"}
+    assert record_result.precision(tmp_path) == {"setting": "bf16", "autocast": "bf16"}

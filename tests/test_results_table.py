@@ -26,7 +26,7 @@ def synthetic(recipe: str, bleu: float) -> dict[str, Any]:
             "chrF2": {"score": 45.25, "signature": "nrefs:1|nc:6|version:2.6.0"},
             "TER": {"score": 60.0, "signature": "ter-sig"}}},
         "training": {"wall_clock_minutes": 54.6, "steps": 6000,
-                     "precision": {"setting": "auto", "autocast": "torch.bfloat16"}},
+                     "precision": {"setting": "auto", "autocast": "bf16"}},
         "budget": [{"checkpoint": "minute-25", "step": 1400, "training_minutes": 25.0,
                     "metrics": {"BLEU": {"score": bleu - 2.0, "signature": "s"}}}],
         "model": {"type": "transformer", "parameters": 9_612_288, "tokenizers": "jieba/moses"},
