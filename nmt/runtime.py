@@ -87,6 +87,17 @@ def cpu_has_native_bf16() -> bool:
     return _cpuinfo_has_bf16(_read_cpuinfo())
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` reports."""
+    for line in _read_cpuinfo().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 @functools.cache
 def _read_cpuinfo() -> str:
     try:

@@ -187,6 +187,8 @@ class Translator:
         )
         tensors, _ = read_tensors(ckpt / MODEL_FILE)  # safetensors only: nothing is unpickled
         load_weights(model, tensors, ckpt)
+        del tensors
+        release_free_memory()  # the file's copy of the weights: ~1x the model's size
         log.debug("loaded %s", ckpt)
         return cls(cfg, processor, model, select_device(device), precision)
 

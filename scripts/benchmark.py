@@ -19,7 +19,8 @@ What is measured, per model:
   / the peak matmul FLOP/s measured here with large ``torch.mm`` in the same dtype and threads;
 - decoding: greedy, beam 5 and sampling, batch 1 and 64, with and without the Transformer's
   key/value cache (the GRU has none), on the test set sorted by length as ``nmt translate``
-  does; sentences/s and generated tokens/s; bf16 beam search with its agreement with fp32;
+  does; sentences/s and generated tokens/s; bf16 greedy and beam search with their agreement
+  with fp32;
 - ``nmt translate``: process start to output for one sentence (median of several), and the
   whole process on the test set with beam 5 (wall time and peak RSS); it runs with
   ``OMP_NUM_THREADS`` set to ``--threads``, which torch's default thread count follows.
@@ -231,7 +232,8 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
-    """The decoding grid of one model: strategies x batch sizes x cache (x bf16 for beam)."""
+    """The decoding grid of one model: strategies x batch sizes x cache, and bf16 greedy and
+    beam search at batch 64 (with their agreement with fp32)."""
     import torch
 
     from nmt.datautil.batching import collate_src
@@ -250,11 +252,11 @@ def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
     # The Transformer's positions end at max_positions, as in Translator.
     cap = cfg.model.max_positions if cfg.model.type == "transformer" else None
     rows: list[dict[str, Any]] = []
-    reference: dict[int, list[list[int]]] = {}
+    reference: dict[tuple[str, int], list[list[int]]] = {}
     cache_options = [True, False] if cfg.model.type == "transformer" else [True]
     grid = [(s, b, c, "fp32") for s in ("greedy", "beam", "sample") for b in (64, 1)
             for c in cache_options]
-    grid.append(("beam", 64, True, "bf16"))
+    grid += [("greedy", 64, True, "bf16"), ("beam", 64, True, "bf16")]
     for strategy, batch, cache, precision in grid:
         n = spec["sentences"] if batch > 1 else spec["sentences_b1"]
         subset = ids[:: max(1, len(ids) // n)][:n] if n and n < len(ids) else ids
@@ -286,11 +288,12 @@ def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
                "sentences": len(subset), "sent_per_s": len(subset) / seconds,
                "tokens_per_s": tokens / seconds, "mean_len": tokens / len(subset),
                "seconds": seconds}
-        if strategy == "beam" and batch == 64 and cache:
+        if strategy in ("greedy", "beam") and batch == 64 and cache:
+            key = (strategy, len(subset))
             if precision == "fp32":
-                reference[len(subset)] = outputs
-            elif len(subset) in reference:
-                ref = reference[len(subset)]
+                reference[key] = outputs
+            elif key in reference:
+                ref = reference[key]
                 same = sum(a == b for a, b in zip(ref, outputs, strict=True))
                 row["same_as_fp32"] = same / len(ref)
         rows.append(row)
@@ -531,15 +534,9 @@ def _say(text: str) -> None:
 def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from nmt.runtime import physical_cores
+    from nmt.runtime import cpu_name, physical_cores
 
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),
+    info = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),
             "torch": torch.__version__, "python": platform.python_version(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "threads": args.threads, "device": args.device,
@@ -660,6 +657,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.job:  # inside a job process
+        if args.job == "decode":  # set up as the decoding commands of `nmt` are
+            from nmt.cli.common import limit_kernel_caches
+
+            limit_kernel_caches()
         result = JOBS[args.job](json.loads(args.spec))
         args.result.write_text(json.dumps(result), encoding="utf-8")
         return 0

@@ -25,26 +25,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(train_cfg: Any) -> dict[str, Any]:
     import torch
 
-    from nmt.runtime import select_device
+    from nmt.runtime import cpu_name, select_device
 
     device = select_device(train_cfg.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "available_cores": available,
         "threads": train_cfg.threads or torch.get_num_threads(),

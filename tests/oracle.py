@@ -60,6 +60,9 @@ class OracleState:
             assert torch.equal(rows[0], self.table_id) and torch.equal(rows[1], self.src_len)
         return OracleState(*rows, self.width)
 
+    def expand(self, beam: int) -> OracleState:
+        return self.select(torch.arange(self.prefix.size(0)).repeat_interleave(beam))
+
 
 class OracleModel(Seq2Seq):
     """``P(y_t | prefix)`` read from ``tables[src[0]][prefix]``; a prefix not listed ends.
@@ -120,6 +123,9 @@ class TinyState:
             assert torch.equal(self.memory[index], self.memory)
             return TinyState(self.memory, self.src_mask, self.hidden[index])
         return TinyState(self.memory[index], self.src_mask[index], self.hidden[index])
+
+    def expand(self, beam: int) -> TinyState:
+        return self.select(torch.arange(self.hidden.size(0)).repeat_interleave(beam))
 
 
 class TinyRandomModel(Seq2Seq):

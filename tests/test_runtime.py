@@ -80,3 +80,11 @@ def test_release_free_memory_keeps_live_tensors() -> None:
     del garbage
     runtime.release_free_memory()
     assert keep.sum().item() == pytest.approx(sum(range(1_000_000)), rel=1e-6)
+
+
+def test_cpu_name_is_the_model_name_line_of_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\nflags\t: fpu\n"
+    monkeypatch.setattr(runtime, "_read_cpuinfo", lambda: info)
+    assert runtime.cpu_name() == "AMD EPYC 9B14"
+    monkeypatch.setattr(runtime, "_read_cpuinfo", lambda: "")  # no /proc: platform's answer
+    assert runtime.cpu_name() == (platform.processor() or platform.machine())

@@ -189,3 +189,50 @@ def test_runs_under_bf16_autocast() -> None:
     assert state.self_kv[0][0].dtype == torch.bfloat16  # the cache is kept in bf16 too
     torch.testing.assert_close(logits.float(), forward[:, -1].float(), atol=0.1, rtol=0.05)
     assert weights is not None and torch.all(weights[1, 2:] == 0)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_expand_shares_the_source_side_and_equals_copying_it(use_cache: bool) -> None:
+    torch.manual_seed(8)
+    model = transformer()
+    src, mask = padded([4, 2, 3], SRC_V)
+    beam = 3
+    copied_rows = torch.arange(3).repeat_interleave(beam)
+    with torch.no_grad():
+        state = model.encode(src, mask, need_attention=True, use_cache=use_cache)
+        _, state, _ = model.decode_step(torch.full((3,), BOS), state)
+        shared, copied = state.expand(beam), state.select(copied_rows)
+        assert shared.group == beam and shared.memory_kv is state.memory_kv  # not copied
+        assert copied.group == 1 and copied.memory_kv[0][0].size(0) == 3 * beam
+        tokens = torch.tensor([5, 6, 7, 5, 5, 6, 7, 7, 6])
+        for _ in range(3):  # a few steps, reordering beams within their sentences in between
+            got, shared, got_attn = model.decode_step(tokens, shared)
+            expected, copied, expected_attn = model.decode_step(tokens, copied)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+            torch.testing.assert_close(got_attn, expected_attn, atol=1e-6, rtol=0)
+            within = torch.tensor([2, 0, 1, 3, 3, 4, 8, 6, 7])
+            shared = shared.select(within, same_source=True)
+            copied = copied.select(within, same_source=True)
+            tokens = got.argmax(-1)[within]
+
+
+def test_select_after_expand_keeps_sentence_blocks_shared_and_copies_otherwise() -> None:
+    torch.manual_seed(9)
+    model = transformer()
+    src, mask = padded([4, 2, 3], SRC_V)
+    with torch.no_grad():
+        state = model.encode(src, mask)
+        _, state, _ = model.decode_step(torch.full((3,), BOS), state)
+        state = state.expand(2)  # rows: sentence 0 -> 0, 1; 1 -> 2, 3; 2 -> 4, 5
+        tokens = torch.tensor([5, 6, 7, 8, 9, 5])
+        expected, _, _ = model.decode_step(tokens, state)
+        # Sentence 1 leaves the batch; beams of the others reordered (as beam search does).
+        dropped = state.select(torch.tensor([1, 0, 5, 4]))
+        assert dropped.group == 2 and dropped.mask.size(0) == 2
+        got, _, _ = model.decode_step(tokens[[1, 0, 5, 4]], dropped)
+        torch.testing.assert_close(got, expected[[1, 0, 5, 4]], atol=1e-5, rtol=0)
+        # Rows that mix sentences within a block: the source side is copied per row instead.
+        mixed = state.select(torch.tensor([0, 2, 4]))
+        assert mixed.group == 1 and mixed.mask.size(0) == 3
+        got, _, _ = model.decode_step(tokens[[0, 2, 4]], mixed)
+        torch.testing.assert_close(got, expected[[0, 2, 4]], atol=1e-5, rtol=0)

@@ -14,6 +14,7 @@ to ``token<TAB>count`` files) and has a detokenizer that returns plain text:
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import logging
 import os
@@ -100,12 +101,16 @@ def user_cache_dir() -> Path:
 
 
 def _prefix_dict_path(dict_file: Path) -> Path:
-    """Our cache of jieba's prefix dictionary, keyed on jieba's version and dictionary file."""
+    """Our cache of jieba's prefix dictionary, keyed on jieba's version and dictionary content.
+
+    The content, not the file's time stamp: every new virtual environment (each CI run) has its
+    own copy of the same dict.txt, and should find the one cache file (hashing the 5 MB takes
+    a few milliseconds).
+    """
     import jieba
 
-    st = dict_file.stat()
-    key = f"{getattr(jieba, '__version__', '?')}-{st.st_size}-{st.st_mtime_ns}"
-    return user_cache_dir() / f"jieba-prefix-{key}.bin"
+    digest = hashlib.blake2b(dict_file.read_bytes(), digest_size=8).hexdigest()
+    return user_cache_dir() / f"jieba-prefix-{getattr(jieba, '__version__', '?')}-{digest}.bin"
 
 
 def _load_prefix_dict(tok: Any) -> None:

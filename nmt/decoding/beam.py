@@ -299,8 +299,10 @@ def beam_search(
             if keep.numel() == 0:
                 break
             beams, rows = take_rows(beams, keep), rows.index_select(0, keep)
-        if t == 0:  # one row per sentence -> K rows per sentence (expands the source side)
-            state = state.select(flatten_beams(rows).div(beam_size, rounding_mode="floor"))
+        if t == 0:  # one row per sentence -> K rows per sentence
+            if done is not None:  # the row each remaining sentence ran on
+                state = state.select(rows[:, 0].div(beam_size, rounding_mode="floor"))
+            state = state.expand(beam_size)
         else:
             # Parents stay within their sentence; unless sentences left the batch, the
             # source-side tensors (memory, cross-attention keys/values) need no copy.

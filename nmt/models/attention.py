@@ -193,9 +193,10 @@ def dot_product_attention(
     fused kernels do not expose them) and on CPU in bf16/fp16: there SDPA's flash kernel takes
     ~10x longer than the explicit form for the backward pass of short sentences (measured
     106 ms vs 9 ms at 360x4x11x64 bf16), which would cost bf16 training most of its gain.
-    A single query per row (an incremental decoding step) over many rows and keys also takes
-    the explicit form on CPU: SDPA's kernel there is built for long queries and was 1.2-2.5x
-    slower for 64-320 rows x 4 heads over 12-30 keys (and faster below that).
+    A few queries per row (an incremental decoding step: one, or one per beam) over many rows
+    and keys also takes the explicit form on CPU: SDPA's kernel there is built for long queries
+    and was 1.2-2.5x slower for 64-320 rows x 4 heads x 1 query over 12-30 keys, 1.1-1.2x for
+    64 rows x 4 heads x 5 queries (and faster below ~256 queries in all).
     """
     if not need_weights and (q.device.type != "cpu" or q.dtype == torch.float32) and not (
         q.device.type == "cpu" and _one_query_many_keys(q, k)
@@ -213,7 +214,7 @@ def dot_product_attention(
 
 def _one_query_many_keys(q: Tensor, k: Tensor) -> bool:
     """A decoding step's shape where the explicit form beats CPU SDPA (see above)."""
-    return q.size(2) == 1 and k.size(2) >= 8 and q.size(0) * q.size(1) >= 256
+    return q.size(2) <= 8 and k.size(2) >= 8 and q.size(0) * q.size(1) * q.size(2) >= 256
 
 
 class SelfAttention(nn.Module):
@@ -265,12 +266,28 @@ class CrossAttention(nn.Module):
     def forward(
         self, x: Tensor, memory_kv: KV, mask: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """``x`` ``(batch, len, d)`` attends over the memory; ``mask`` ``(batch, 1, 1, src_len)``.
+        """``x`` ``(rows, len, d)`` attends over the memory of ``batch`` sentences.
 
-        Returns the output ``(batch, len, d)`` and, when ``need_weights``, the attention
-        weights averaged over heads ``(batch, len, src_len)``.
+        ``mask`` is ``(batch, 1, 1, src_len)``. ``rows`` is ``batch * g``: ``g`` consecutive
+        rows per sentence (its beams) share that sentence's keys/values; their queries are
+        attended as ``g * len`` queries of the one sentence, so the memory is never copied.
+
+        Returns the output ``(rows, len, d)`` and, when ``need_weights``, the attention
+        weights averaged over heads ``(rows, len, src_len)``.
         """
         k, v = memory_kv
-        q = split_heads(self.q(x), self.heads)
+        q = split_heads(self.q(x), self.heads)  # (rows, heads, len, hd)
+        rows, length = q.size(0), q.size(2)
+        g = rows // k.size(0)
+        if g > 1:  # (batch * g, heads, len, hd) -> (batch, heads, g * len, hd)
+            q = q.unflatten(0, (-1, g)).transpose(1, 2).flatten(2, 3)
         y, weights = dot_product_attention(q, k, v, mask, need_weights=need_weights)
+        if g > 1:  # and back: (batch, heads, g * len, ·) -> (batch * g, heads, len, ·)
+            y = _ungroup(y, g, length)
+            weights = None if weights is None else _ungroup(weights, g, length)
         return self.out(merge_heads(y)), None if weights is None else weights.mean(dim=1)
+
+
+def _ungroup(x: Tensor, g: int, length: int) -> Tensor:
+    """``(batch, heads, g * len, n)`` -> ``(batch * g, heads, len, n)``."""
+    return x.unflatten(2, (g, length)).transpose(1, 2).flatten(0, 1)

@@ -35,6 +35,16 @@ class DecoderState(Protocol):
         """
         ...
 
+    def expand(self: S, beam: int) -> S:
+        """Return a new state in which row ``i`` becomes rows ``i*beam .. i*beam+beam-1``.
+
+        Beam search calls it once, after the first step, to give every sentence its ``beam``
+        hypotheses. A model may keep the source side at one row per sentence (the
+        Transformer's cross-attention then serves all beams of a sentence at once); later
+        :meth:`select` calls work in hypothesis rows either way.
+        """
+        ...
+
 
 StateT = TypeVar("StateT", bound=DecoderState)
 

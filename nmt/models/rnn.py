@@ -59,6 +59,11 @@ class RNNState:
             src_mask=self.src_mask.index_select(0, index),
         )
 
+    def expand(self, beam: int) -> RNNState:
+        """Each row repeated ``beam`` times in a row (see ``DecoderState.expand``)."""
+        rows = torch.arange(self.src_mask.size(0), device=self.src_mask.device)
+        return self.select(rows.repeat_interleave(beam))
+
 
 class RNNEncoder(nn.Module):
     """Embeddings and a bidirectional multi-layer GRU over packed sequences."""

@@ -1,0 +1,25 @@
+"""nmt.cli.common: what every command shares."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from nmt.cli.common import DECODING_KERNEL_CACHES, limit_kernel_caches
+
+
+def test_decoding_commands_cap_the_kernel_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in DECODING_KERNEL_CACHES:
+        monkeypatch.delenv(name, raising=False)
+    limit_kernel_caches()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "32"
+
+
+def test_a_cache_size_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "1024")
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    limit_kernel_caches()
+    assert os.environ["LRU_CACHE_CAPACITY"] == "1024"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
