@@ -145,10 +145,11 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
     from nmt.datautil.vocab import PAD_ID
     from nmt.models.factory import build_model
     from nmt.models.flops import training_flops
-    from nmt.runtime import autocast, seed_everything, select_device
+    from nmt.runtime import autocast, release_free_memory, seed_everything, select_device
     from nmt.training.data import load_train
     from nmt.training.loss import label_smoothed_loss
     from nmt.training.optim import clip_gradients, make_optimizer, optimizer_step
+    from nmt.training.trainer import TRIM_EVERY_STEPS
 
     _set_threads(spec["threads"])
     cfg = load_config(Path(spec["run_dir"]) / "config.yaml")
@@ -176,6 +177,7 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
             epoch += 1
 
     stream = batches()
+    steps_done = 0
 
     src_len, tgt_len = corpus.src_lengths() + 1, corpus.tgt_lengths() + 1  # </s>; <s> + y
 
@@ -194,6 +196,10 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
             sums += out.loss.detach()
         norm = clip_gradients(optimizer, None, t.clip_norm)
         optimizer_step(optimizer, None, ~(torch.isfinite(sums[0]) & torch.isfinite(norm)))
+        nonlocal steps_done
+        steps_done += 1
+        if device.type == "cpu" and steps_done % TRIM_EVERY_STEPS == 0:  # as the trainer does
+            release_free_memory()
         return total, sum(b.n_src_tokens for b in cpu), group
 
     for _ in range(spec["warmup"]):
@@ -656,11 +662,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.job:  # inside a job process
-        if args.job == "decode":  # set up as the decoding commands of `nmt` are
-            from nmt.cli.common import limit_kernel_caches
+    if args.job:  # inside a job process, set up as `nmt` is
+        from nmt.cli.common import limit_kernel_caches
 
-            limit_kernel_caches()
+        limit_kernel_caches()
         result = JOBS[args.job](json.loads(args.spec))
         args.result.write_text(json.dumps(result), encoding="utf-8")
         return 0

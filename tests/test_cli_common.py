@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from nmt.cli.common import DECODING_KERNEL_CACHES, limit_kernel_caches
+from nmt.cli.common import KERNEL_CACHES, limit_kernel_caches
 
 
-def test_decoding_commands_cap_the_kernel_caches(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in DECODING_KERNEL_CACHES:
+def test_nmt_caps_the_kernel_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in KERNEL_CACHES:
         monkeypatch.delenv(name, raising=False)
     limit_kernel_caches()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"

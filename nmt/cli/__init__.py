@@ -20,7 +20,7 @@ try:  # typer >= 0.20 vendors its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older typer on the real click
     from click import exceptions as click_errors  # type: ignore[no-redef]
-from nmt.cli.common import app, fail, reports_errors
+from nmt.cli.common import app, fail, limit_kernel_caches, reports_errors
 from nmt.errors import NmtError
 
 __all__ = ["app", "fail", "main", "reports_errors"]
@@ -59,6 +59,7 @@ def main() -> None:
     Click's own usage errors (a bad option value, a missing option) would otherwise print a
     boxed panel; a user gets the same one-line ``nmt: error:`` form as for library errors.
     """
+    limit_kernel_caches()
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as e:

@@ -38,22 +38,23 @@ SetOpt = Annotated[
 ]
 
 
-# Decoding meets a new matrix shape at almost every step (the rows shrink as sentences finish).
-# For bf16 matmuls on CPU, oneDNN keeps a compiled kernel per shape and PyTorch's ideep layer a
-# prepared operation per shape, up to 1,024 of each by default, and that memory is never given
-# back. Measured on the cmn-eng test set (zh->en Transformer, beam 5, bf16, one thread): peak RSS
-# 740 MB with the defaults, 460 MB with these caps, for ~11% more CPU time (docs/performance.md).
-# Training is left alone: its bucketed batch shapes recur every epoch.
-DECODING_KERNEL_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "32"}
+# Decoding meets a new matrix shape at almost every step (the rows shrink as sentences finish),
+# and bucketed training batches come in hundreds of shapes. For bf16 matmuls on CPU, oneDNN keeps
+# a compiled kernel per shape and PyTorch's ideep layer a prepared operation per shape, up to
+# 1,024 of each by default, and never gives that memory back. Measured on this project's 2-core
+# CPU (docs/performance.md): bf16 beam search of the cmn-eng test set peaked at 740 MB with the
+# defaults and 460 MB with these caps (~11% more CPU time); bf16 training of the zh->en recipe at
+# 1,781 vs 1,438 MiB, at the same speed within noise.
+KERNEL_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "32"}
 
 
 def limit_kernel_caches() -> None:
-    """Cap the CPU kernel caches for a decoding command (values the user set are kept).
+    """Cap the CPU kernel caches (values the user set are kept).
 
-    Both libraries read their variable when they first run a kernel, so a command calls this
-    before it loads a model.
+    Both libraries read their variable when they first run a kernel, so ``nmt`` calls this
+    before any command runs.
     """
-    for name, value in DECODING_KERNEL_CACHES.items():
+    for name, value in KERNEL_CACHES.items():
         os.environ.setdefault(name, value)
 
 

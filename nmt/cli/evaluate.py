@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nmt.cli.common import app, limit_kernel_caches, reports_errors
+from nmt.cli.common import app, reports_errors
 from nmt.fileio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -258,8 +258,6 @@ def _translate_for_evaluation(
     """
     from nmt import evaluate as ev
     from nmt import run_eval
-
-    limit_kernel_caches()
     from nmt.errors import ConfigError, DataError
     from nmt.fileio import read_lines
 

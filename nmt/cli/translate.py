@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nmt.cli.common import app, limit_kernel_caches, reports_errors
+from nmt.cli.common import app, reports_errors
 
 _DECODING = "Decoding (defaults: the run's config.yaml)"
 
@@ -139,7 +139,6 @@ def translate(
         raise ConfigError("--output needs TEXT, --input or piped stdin (the prompt prints here)")
     # Input first: a bad file fails before the model is loaded.
     sentences = [] if interactive else list(text or _read_input(input_, errors))
-    limit_kernel_caches()
     translator = Translator.load(model, device=device, checkpoint=checkpoint,
                                  precision=precision)
     options: dict[str, Any] = dict(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nmt.cli.common import app, limit_kernel_caches, reports_errors
+from nmt.cli.common import app, reports_errors
 
 
 @app.command()
@@ -41,8 +41,6 @@ def tune(
     import json
 
     from nmt.tuning import parse_values, tune_length_penalty, write_length_penalty
-
-    limit_kernel_caches()
 
     values = parse_values(length_penalty)
     result = tune_length_penalty(run_dir, values, beam_size, "dev", device, checkpoint,
