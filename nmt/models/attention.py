@@ -199,7 +199,7 @@ def dot_product_attention(
     64 rows x 4 heads x 5 queries (and faster below ~256 queries in all).
     """
     if not need_weights and (q.device.type != "cpu" or q.dtype == torch.float32) and not (
-        q.device.type == "cpu" and _one_query_many_keys(q, k)
+        q.device.type == "cpu" and _few_queries_many_keys(q, k)
     ):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal), None
     scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.size(-1)))
@@ -212,7 +212,7 @@ def dot_product_attention(
     return weights.to(v.dtype) @ v, weights
 
 
-def _one_query_many_keys(q: Tensor, k: Tensor) -> bool:
+def _few_queries_many_keys(q: Tensor, k: Tensor) -> bool:
     """A decoding step's shape where the explicit form beats CPU SDPA (see above)."""
     return q.size(2) <= 8 and k.size(2) >= 8 and q.size(0) * q.size(1) * q.size(2) >= 256
 

@@ -134,8 +134,8 @@ class TransformerState:
     The source side (``memory_kv``, ``mask``) has one row per source sentence; the target side
     (``self_kv``, ``prefix``) has ``group`` consecutive rows per source row: the hypotheses of
     beam search share their sentence's cross-attention keys/values instead of each holding a
-    copy (5x less memory at beam 5, and the cross-attention of all of a sentence's beams is one
-    matrix product).
+    copy (a fifth of the memory for them at beam 5), and the cross-attention of all of a
+    sentence's beams is one matrix product.
     """
 
     memory_kv: tuple[KV, ...]  # per layer, cross-attention (k, v), each (batch, heads, src_len, hd)
