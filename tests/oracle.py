@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID
-from nmt.models.interface import Seq2Seq
+from nmt.models.interface import Seq2Seq, expanded_rows
 
 A, B, C, D = 4, 5, 6, 7  # the oracle's ordinary tokens; 0-3 are <pad> <unk> <s> </s>
 Table = dict[tuple[int, ...], dict[int, float]]  # target prefix (no <s>) -> {token: prob}
@@ -61,7 +61,7 @@ class OracleState:
         return OracleState(*rows, self.width)
 
     def expand(self, beam: int) -> OracleState:
-        return self.select(torch.arange(self.prefix.size(0)).repeat_interleave(beam))
+        return self.select(expanded_rows(self.prefix.size(0), beam, self.prefix.device))
 
 
 class OracleModel(Seq2Seq):
@@ -125,7 +125,7 @@ class TinyState:
         return TinyState(self.memory[index], self.src_mask[index], self.hidden[index])
 
     def expand(self, beam: int) -> TinyState:
-        return self.select(torch.arange(self.hidden.size(0)).repeat_interleave(beam))
+        return self.select(expanded_rows(self.hidden.size(0), beam, self.hidden.device))
 
 
 class TinyRandomModel(Seq2Seq):

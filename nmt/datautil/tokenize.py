@@ -104,8 +104,8 @@ def _prefix_dict_path(dict_file: Path) -> Path:
     """Our cache of jieba's prefix dictionary, keyed on jieba's version and dictionary content.
 
     The content, not the file's time stamp: every new virtual environment (each CI run) has its
-    own copy of the same dict.txt, and should find the one cache file (hashing the 5 MB takes
-    a few milliseconds).
+    own copy of the same dict.txt, and should find the one cache file (hashing its 5 MB took
+    ~9 ms here, median of 5).
     """
     import jieba
 

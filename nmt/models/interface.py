@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Generic, Protocol, TypeVar
 
+import torch
 from torch import Tensor, nn
 
 S = TypeVar("S", bound="DecoderState")
@@ -44,6 +45,11 @@ class DecoderState(Protocol):
         :meth:`select` calls work in hypothesis rows either way.
         """
         ...
+
+
+def expanded_rows(rows: int, beam: int, device: torch.device) -> Tensor:
+    """The index of :meth:`DecoderState.expand`: ``0, 0, .., 1, 1, ..``, each row ``beam`` times."""
+    return torch.arange(rows, device=device).repeat_interleave(beam)
 
 
 StateT = TypeVar("StateT", bound=DecoderState)

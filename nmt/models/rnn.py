@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.attention import LuongScore, build_attention
-from nmt.models.interface import Seq2Seq
+from nmt.models.interface import Seq2Seq, expanded_rows
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,7 @@ class RNNState:
 
     def expand(self, beam: int) -> RNNState:
         """Each row repeated ``beam`` times in a row (see ``DecoderState.expand``)."""
-        rows = torch.arange(self.src_mask.size(0), device=self.src_mask.device)
-        return self.select(rows.repeat_interleave(beam))
+        return self.select(expanded_rows(self.src_mask.size(0), beam, self.src_mask.device))
 
 
 class RNNEncoder(nn.Module):

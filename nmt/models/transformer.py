@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt.models.attention import KV, CrossAttention, SelfAttention
-from nmt.models.interface import Seq2Seq
+from nmt.models.interface import Seq2Seq, expanded_rows
 
 
 def sinusoidal_table(length: int, d_model: int) -> Tensor:
@@ -174,8 +174,7 @@ class TransformerState:
 
     def expand(self, beam: int) -> TransformerState:
         """Each target row becomes ``beam`` rows; the source side is not copied."""
-        rows = self.mask.size(0) * self.group
-        index = torch.arange(rows, device=self.mask.device).repeat_interleave(beam)
+        index = expanded_rows(self.mask.size(0) * self.group, beam, self.mask.device)
         new = self.select(index, same_source=True)
         return replace(new, group=self.group * beam)
 
