@@ -41,6 +41,25 @@ def test_version() -> None:
     assert result.stdout.strip() == f"nmt {__version__}"
 
 
+def test_no_arguments_print_the_usage_once() -> None:
+    result = run_nmt()
+    assert result.returncode == 0
+    assert result.stdout.count("Usage:") == 1, result.stdout
+    assert "build-vocab" in result.stdout and not result.stderr
+
+
+def test_output_survives_the_fast_exit() -> None:
+    """main() leaves with os._exit: every byte written before must still arrive."""
+    code = (
+        "import sys; sys.argv = ['nmt', '--version']; import nmt.cli as c; "
+        "sys.stdout.write('x' * 100000); c.main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    assert result.stdout == "x" * 100000 + f"nmt {__version__}\n"
+
+
 def test_help_lists_the_commands() -> None:
     result = run_nmt("--help")
     assert result.returncode == 0
