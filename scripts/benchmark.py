@@ -239,24 +239,24 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
 
 def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
     """The decoding grid of one model: strategies x batch sizes x cache, and bf16 greedy and
-    beam search at batch 64 (with their agreement with fp32)."""
-    import torch
+    beam search at batch 64 (with their agreement with fp32).
 
-    from nmt.datautil.batching import collate_src
-    from nmt.decoding import search
-    from nmt.runtime import autocast, select_device
+    Every row decodes as ``nmt translate`` does (:meth:`Translator.search_ids`: batches sorted
+    by length, on a CPU several at once), from token ids, so tokenizing is not timed.
+    """
     from nmt.translate import Translator
 
     _set_threads(spec["threads"])
-    device = select_device(spec["device"])
-    translator = Translator.load(spec["run_dir"], device=spec["device"])
-    model, cfg = translator.model, translator.config
+    translators = {
+        precision: Translator.load(spec["run_dir"], device=spec["device"], precision=precision)
+        for precision in ("fp32", "bf16")
+    }
+    translator = translators["fp32"]
+    cfg = translator.config
     lines = Path(spec["test_src"]).read_text(encoding="utf-8").splitlines()
     ids = [translator.processor.encode_src(s)[: translator.max_src_tokens] for s in lines]
-    ids = sorted((x for x in ids if x), key=len, reverse=True)  # as Translator batches them
+    ids = [x for x in ids if x]
     max_len = spec.get("max_len") or {}
-    # The Transformer's positions end at max_positions, as in Translator.
-    cap = cfg.model.max_positions if cfg.model.type == "transformer" else None
     rows: list[dict[str, Any]] = []
     reference: dict[tuple[str, int], list[list[int]]] = {}
     cache_options = [True, False] if cfg.model.type == "transformer" else [True]
@@ -266,27 +266,20 @@ def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
     for strategy, batch, cache, precision in grid:
         n = spec["sentences"] if batch > 1 else spec["sentences_b1"]
         subset = ids[:: max(1, len(ids) // n)][:n] if n and n < len(ids) else ids
-        decode = translator.decode_config(strategy=strategy, beam_size=5, n_best=1,
-                                          batch_size=batch, **max_len)
-        dtype = torch.bfloat16 if precision == "bf16" else None
+        chosen = translators[precision]
+        decode = chosen.decode_config(strategy=strategy, beam_size=5, n_best=1,
+                                      batch_size=batch, **max_len)
 
         def run(subset: list[list[int]] = subset, decode: Any = decode, cache: bool = cache,
-                dtype: Any = dtype) -> list[list[int]]:
-            out: list[list[int]] = []
-            gen = torch.Generator(device).manual_seed(cfg.seed)
-            with torch.inference_mode(), autocast(device, dtype):
-                for start in range(0, len(subset), decode.batch_size):
-                    src, mask = collate_src(subset[start : start + decode.batch_size])
-                    result = search(model, src.to(device), mask.to(device), decode,
-                                    generator=gen, max_len_cap=cap, use_cache=cache)
-                    out.extend(h.tokens for h in result.best())
-            return out
+                chosen: Translator = chosen) -> list[list[int]]:
+            nbests = chosen.search_ids(subset, decode, cfg.seed, use_cache=cache)
+            return [nbest[0].tokens for nbest in nbests]
 
         run(subset[: decode.batch_size])  # warm-up
         times: list[float] = []
         outputs: list[list[int]] = []
         for _ in range(spec["repeats"]):
-            with _timed(device, times):
+            with _timed(chosen.device, times):
                 outputs = run()
         seconds = statistics.median(times)
         tokens = sum(len(o) for o in outputs)

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.vocab import BOS_ID, EOS_ID, UNK_ID
 from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
+from nmt.runtime import torch_threads
 from nmt.training.checkpoint import save_checkpoint
 from nmt.translate import Translation, Translator
 
@@ -251,6 +253,53 @@ def test_precision_defaults_to_the_run_and_can_be_chosen(run_dir: Path) -> None:
     assert len(bf16.translate(sources, strategy="beam")) == len(sources)
     with pytest.raises(ConfigError, match="precision: expected one of auto, fp32, bf16, fp16"):
         Translator.load(run_dir, device="cpu", precision="fp64")
+
+
+def test_bf16_decodes_on_bf16_weights_and_agrees_with_fp32(run_dir: Path) -> None:
+    fp32 = Translator.load(run_dir, device="cpu", precision="fp32")
+    bf16 = Translator.load(run_dir, device="cpu", precision="bf16")
+    assert {p.dtype for p in fp32.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+    sources = dev_sources(12)
+    options: dict[str, Any] = dict(strategy="greedy", return_details=True, with_attention=True)
+    ours, theirs = bf16.translate(sources, **options), fp32.translate(sources, **options)
+    same = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.tokens == b.tokens]
+    assert len(same) >= len(sources) // 2  # an untrained model: some near-ties may flip
+    for a, b in same:  # the same tokens scored and aligned alike (bf16: ~3 significant digits)
+        assert a.score == pytest.approx(b.score, rel=0.05, abs=0.05 * len(a.tokens))
+        assert a.attention is not None and b.attention is not None
+        assert a.attention.dtype == torch.float32
+        assert torch.allclose(a.attention, b.attention, atol=0.02)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"strategy": "greedy"}, {"strategy": "beam"}, {"strategy": "sample", "temperature": 2.0}],
+)
+def test_concurrent_batches_give_what_one_at_a_time_gives(
+    translator: Translator, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = dev_sources(14)
+    threads: set[str] = set()
+    encode = translator.model.encode
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(translator.model, "encode", spy)
+    with torch_threads(1):  # one intra-op thread: one batch at a time
+        assert translator._decode_workers(5) == 1
+        alone = translator.translate(sources, batch_size=3, seed=5, **options)
+    assert threads == {threading.main_thread().name}
+    threads.clear()
+    with torch_threads(2):  # two: two batches at once, one thread each
+        assert translator._decode_workers(5) == 2
+        assert translator._decode_workers(1) == 1
+        together = translator.translate(sources, batch_size=3, seed=5, **options)
+        assert torch.get_num_threads() == 2  # restored after decoding
+    assert len(threads) == 2 and all(t.startswith("nmt-decode") for t in threads)
+    assert together == alone
 
 
 # --------------------------------------------------------------------------- attention plots
