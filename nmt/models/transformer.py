@@ -8,7 +8,8 @@ cross-attention a Q projection and a fused KV projection of the encoder memory.
 Dropout is the paper's (§5.4): on the embeddings-plus-positions and on every sublayer output
 before the residual sum; none on attention weights or inside the feed-forward (fairseq's
 defaults too). Attention dropout would also force SDPA off its fused kernel onto the slow
-reference path, and on a CPU each dropout mask costs about as much as a small matmul.
+reference path, and on a CPU each dropout mask costs about as much as a small matmul (hence
+:class:`nmt.models.dropout.Dropout`, whose masks are cheaper to draw).
 
 Incremental decoding: :meth:`Transformer.encode` computes every decoder layer's cross-attention
 keys/values of the memory ONCE; each :meth:`Transformer.decode_step` runs only the newest
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt.models.attention import KV, CrossAttention, SelfAttention
+from nmt.models.dropout import Dropout
 from nmt.models.interface import Seq2Seq, expanded_rows
 
 
@@ -54,7 +56,7 @@ class Embedder(nn.Module):
         self.learned = nn.Embedding(max_positions, d_model) if positions == "learned" else None
         # Not saved in checkpoints: it is a function of the config.
         self.register_buffer("table", sinusoidal_table(max_positions, d_model), persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
         """``(batch, len)`` ids at positions ``offset..offset+len-1`` -> ``(batch, len, d)``."""
@@ -83,7 +85,7 @@ class EncoderLayer(nn.Module):
         self.self_attn = SelfAttention(d_model, heads)
         self.ff = FeedForward(d_model, ff_size)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """``(batch, src_len, d)`` with key mask ``(batch, 1, 1, src_len)``."""
@@ -106,7 +108,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn = CrossAttention(d_model, heads)
         self.ff = FeedForward(d_model, ff_size)
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self, x: Tensor, memory_kv: KV, mask: Tensor, cache: KV | None = None,
