@@ -34,7 +34,7 @@ def step_log_probs(logits: Tensor, blocked: Tensor) -> Tensor:
     Returns:
         ``(rows, vocab)`` float32 log-probabilities (a new tensor; ``logits`` is not modified).
     """
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # no fp32 copy first
     # In place on the fresh tensor: writes two columns instead of copying the whole matrix.
     return log_probs.index_fill_(-1, blocked, -math.inf)
 

@@ -208,8 +208,8 @@ def dot_product_attention(
         scores = scores.masked_fill(future, float("-inf"))
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores.float(), dim=-1)  # fp32 softmax, also under autocast
-    return weights.to(v.dtype) @ v, weights
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32)  # fp32, also in bf16
+    return weights.to(v.dtype) @ v, weights if need_weights else None
 
 
 def _few_queries_many_keys(q: Tensor, k: Tensor) -> bool:
