@@ -192,6 +192,7 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
             with autocast(device, dtype):
                 logits = model(b.src, b.src_mask, b.tgt_in, teacher_forcing=t.teacher_forcing)
             out = label_smoothed_loss(logits, b.tgt_out, t.label_smoothing, PAD_ID)
+            del logits  # as the trainer does
             (out.loss / total).backward()
             sums += out.loss.detach()
         norm = clip_gradients(optimizer, None, t.clip_norm)

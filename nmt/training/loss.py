@@ -40,7 +40,8 @@ def label_smoothed_loss(
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     # fp32 log-softmax: under bf16/fp16 autocast the normaliser loses too many digits.
-    lprobs = F.log_softmax(logits.float(), dim=-1).flatten(0, 1)  # (batch*tgt_len, vocab)
+    # (In one op: no separate fp32 copy of bf16 logits.)
+    lprobs = F.log_softmax(logits, dim=-1, dtype=torch.float32).flatten(0, 1)  # (b*t, vocab)
     flat_target = target.reshape(-1)
     keep = flat_target != pad_id
     nll = -lprobs.gather(1, flat_target.unsqueeze(1)).squeeze(1)
