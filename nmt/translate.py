@@ -347,7 +347,8 @@ class Translator:
                     run(index)
             else:
                 with ThreadPoolExecutor(workers, thread_name_prefix="nmt-decode") as pool:
-                    for _ in pool.map(run, range(len(batches))):  # re-raises a batch's error
+                    # Re-raises a batch's error; the batches not yet started are then dropped.
+                    for _ in pool.map(run, range(len(batches))):
                         pass
         return nbests
 

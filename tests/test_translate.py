@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,25 @@ def test_concurrent_batches_give_what_one_at_a_time_gives(
         assert torch.get_num_threads() == 2  # restored after decoding
     assert len(threads) == 2 and all(t.startswith("nmt-decode") for t in threads)
     assert together == alone
+
+
+def test_an_error_in_one_batch_stops_the_others(
+    translator: Translator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    encode = translator.model.encode
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("batch failed")
+        time.sleep(0.05)  # the other worker is still busy when the error arrives
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(translator.model, "encode", failing)
+    with torch_threads(2), pytest.raises(RuntimeError, match="batch failed"):
+        translator.translate(dev_sources(14), batch_size=1, strategy="greedy")
+    assert len(calls) <= 4  # of 14 batches: those not started were cancelled
 
 
 # --------------------------------------------------------------------------- attention plots
