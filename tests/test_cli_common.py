@@ -13,8 +13,8 @@ def test_nmt_caps_the_kernel_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in KERNEL_CACHES:
         monkeypatch.delenv(name, raising=False)
     limit_kernel_caches()
-    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
-    assert os.environ["LRU_CACHE_CAPACITY"] == "32"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "8"
 
 
 def test_a_cache_size_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,4 +22,4 @@ def test_a_cache_size_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
     limit_kernel_caches()
     assert os.environ["LRU_CACHE_CAPACITY"] == "1024"
-    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"

@@ -42,10 +42,11 @@ SetOpt = Annotated[
 # and bucketed training batches come in hundreds of shapes. For bf16 matmuls on CPU, oneDNN keeps
 # a compiled kernel per shape and PyTorch's ideep layer a prepared operation per shape, up to
 # 1,024 of each by default, and never gives that memory back. Measured on this project's 2-core
-# CPU (docs/performance.md): bf16 beam search of the cmn-eng test set peaked at 740 MB with the
-# defaults and 460 MB with these caps (~11% more CPU time); bf16 training of the zh->en recipe at
-# 1,781 vs 1,438 MiB, at the same speed within noise.
-KERNEL_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "32"}
+# CPU (docs/performance.md), peak RSS with the defaults / 64 and 32 / these caps: bf16 beam search
+# of the cmn-eng test set 726 / 482 / 434-438 MiB (two batches at once; 16 and 8 ran as fast as
+# 64 and 32 within noise, 8 and 4 slower); bf16 training of the zh->en recipe 1,781 / 1,380 /
+# 1,201 MiB at the same speed (4,093 vs 4,185 target tok/s for the last two, one run each).
+KERNEL_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "LRU_CACHE_CAPACITY": "8"}
 
 
 def limit_kernel_caches() -> None:
