@@ -65,7 +65,11 @@ def main() -> None:
 
 
 def _run() -> int:
-    """Run the app; the exit code, with every error reported as one line."""
+    """Run the app; the exit code, with every error reported as one line.
+
+    ``typer.Exit`` (``--version``, :func:`~nmt.cli.common.fail`, the commands' own codes) is not
+    an exception here: with ``standalone_mode=False`` the app returns its code.
+    """
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as e:
@@ -88,8 +92,6 @@ def _run() -> int:
     except KeyboardInterrupt:
         typer.echo("nmt: interrupted", err=True)
         return 130
-    except SystemExit as e:  # typer.Exit (e.g. --version) and the commands' own exits
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return code if isinstance(code, int) else 0
 
 
