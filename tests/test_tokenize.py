@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from nmt.datautil.tokenize import (
     MosesTokenizer,
     SentencePieceTokenizer,
     SpaceTokenizer,
-    _prefix_dict_path,
     build_tokenizer,
     join_chinese,
     train_sentencepiece,
@@ -149,13 +147,3 @@ def test_build_tokenizer() -> None:
     assert isinstance(build_tokenizer(TokenizerConfig("space"), "en"), SpaceTokenizer)
     with pytest.raises(ConfigError, match="needs a trained model"):
         build_tokenizer(TokenizerConfig("sentencepiece"), "en")
-
-
-def test_jieba_prefix_cache_is_keyed_on_content_not_time_stamp(tmp_path: Path) -> None:
-    first, copy, other = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
-    first.write_text("中国 100 ns\n", encoding="utf-8")
-    copy.write_text("中国 100 ns\n", encoding="utf-8")
-    os.utime(copy, ns=(1, 1))  # another venv's copy of the same file, another time stamp
-    other.write_text("中国 101 ns\n", encoding="utf-8")
-    assert _prefix_dict_path(first) == _prefix_dict_path(copy)
-    assert _prefix_dict_path(first) != _prefix_dict_path(other)

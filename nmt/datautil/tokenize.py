@@ -14,7 +14,6 @@ to ``token<TAB>count`` files) and has a detokenizer that returns plain text:
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import logging
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nmt.config import Lang, TokenizerConfig
+from nmt.datautil.jieba_dict import load_prefix_dict
 from nmt.datautil.normalize import is_cjk
 from nmt.errors import ConfigError, DataError
 from nmt.fileio import atomic_write_bytes, read_lines
@@ -78,7 +78,7 @@ def _jieba_instance(user_dict: str | None, stamp: tuple[int, int]) -> Any:
 
     jieba.setLogLevel(logging.WARNING)  # otherwise "Building prefix dict..." on every start
     tok = jieba.Tokenizer()
-    _load_prefix_dict(tok)
+    load_prefix_dict(tok)
     if user_dict is not None:
         for line in read_lines(user_dict):
             match = _USER_DICT_LINE.match(line.strip())
@@ -87,88 +87,6 @@ def _jieba_instance(user_dict: str | None, stamp: tuple[int, int]) -> Any:
             word, freq, tag = match.groups()
             tok.add_word(word, int(freq) if freq else None, tag)
     return tok
-
-
-_PREFIX_MAGIC = b"nmt-jieba-prefix-dict 1\n"
-
-
-def user_cache_dir() -> Path:
-    """``$NMT_CACHE_DIR``, else ``$XDG_CACHE_HOME/nmt``, else ``~/.cache/nmt``."""
-    explicit = os.environ.get("NMT_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nmt"
-
-
-def _prefix_dict_path(dict_file: Path) -> Path:
-    """Our cache of jieba's prefix dictionary, keyed on jieba's version and dictionary content.
-
-    The content, not the file's time stamp: every new virtual environment (each CI run) has its
-    own copy of the same dict.txt, and should find the one cache file (hashing its 5 MB took
-    ~9 ms here, median of 5).
-    """
-    import jieba
-
-    digest = hashlib.blake2b(dict_file.read_bytes(), digest_size=8).hexdigest()
-    return user_cache_dir() / f"jieba-prefix-{getattr(jieba, '__version__', '?')}-{digest}.bin"
-
-
-def _load_prefix_dict(tok: Any) -> None:
-    """Initialise ``tok`` (a ``jieba.Tokenizer`` of the default dictionary) quickly.
-
-    jieba keeps its prefix dictionary (~500k words and prefixes -> frequency) in a marshal file
-    in the system temp dir; loading it costs ~0.6 s of CPU. We keep the same table in the user
-    cache dir as the words joined by newlines plus an int64 array, which loads ~3x faster and
-    holds no code. A missing or unreadable cache falls back to jieba's own loading and is then
-    (re)written; the cache is only ever a copy of jieba's data.
-    """
-    import jieba
-
-    try:
-        path: Path | None = _prefix_dict_path(Path(jieba.__file__).with_name("dict.txt"))
-    except OSError:  # no dict.txt beside jieba (a repackaged jieba): its own loading only
-        path = None
-    if path is not None:
-        try:
-            tok.FREQ, tok.total = _read_prefix_dict(path)
-            tok.initialized = True
-            return
-        except (OSError, ValueError, UnicodeDecodeError) as e:
-            log.debug("no usable jieba prefix cache %s (%s); building it", path, e)
-    tok.initialize()
-    if path is not None:
-        try:
-            _write_prefix_dict(path, tok.FREQ, tok.total)
-        except (OSError, ValueError, OverflowError) as e:  # a read-only home is fine
-            log.debug("could not write the jieba prefix cache %s: %s", path, e)
-
-
-def _read_prefix_dict(path: Path) -> tuple[dict[str, int], int]:
-    import array
-
-    data = path.read_bytes()
-    if not data.startswith(_PREFIX_MAGIC):
-        raise ValueError("not a prefix dictionary cache")
-    header_end = data.index(b"\n", len(_PREFIX_MAGIC))
-    count, total, n_bytes = map(int, data[len(_PREFIX_MAGIC) : header_end].split())
-    start = header_end + 1
-    words = data[start : start + n_bytes].decode("utf-8").split("\n")
-    freqs = array.array("q")
-    freqs.frombytes(data[start + n_bytes :])
-    if len(words) != count or len(freqs) != count:
-        raise ValueError("truncated prefix dictionary cache")
-    return dict(zip(words, freqs, strict=True)), total
-
-
-def _write_prefix_dict(path: Path, freq: dict[str, int], total: int) -> None:
-    import array
-
-    words = "\n".join(freq).encode("utf-8")
-    if any("\n" in w for w in freq):
-        raise ValueError("a dictionary word contains a newline")
-    header = f"{len(freq)} {total} {len(words)}\n".encode()
-    freqs = array.array("q", freq.values()).tobytes()
-    atomic_write_bytes(path, _PREFIX_MAGIC + header + words + freqs)
 
 
 class JiebaTokenizer:
