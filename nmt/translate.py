@@ -199,8 +199,9 @@ class Translator:
         cfg = load_config(config_path)
         processor = TextProcessor.load(run, cfg.data)
         ckpt = _checkpoint_dir(run, checkpoint)
-        model = build_model(
-            cfg.model, len(processor.src_vocab), len(processor.tgt_vocab), processor.joint
+        model = build_model(  # every weight comes from the checkpoint: no init
+            cfg.model, len(processor.src_vocab), len(processor.tgt_vocab), processor.joint,
+            initialize=False,
         )
         tensors, _ = read_tensors(ckpt / MODEL_FILE)  # safetensors only: nothing is unpickled
         load_weights(model, tensors, ckpt)

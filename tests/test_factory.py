@@ -113,3 +113,23 @@ def test_every_variant_builds_trains_and_steps(settings: dict) -> None:
     model.eval()
     step_logits, _, weights = model.decode_step(src[:, 0], model.encode(src, mask, True))
     assert step_logits.shape == (2, 40) and weights is not None and weights.shape == (2, 3)
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_uninitialised_build_loads_to_the_same_model(kind: str) -> None:
+    torch.manual_seed(0)
+    trained = build_model(ModelConfig(type=kind, **SMALL), 30, 40, shared_vocab=False).eval()
+    torch.manual_seed(1)
+    fresh = build_model(ModelConfig(type=kind, **SMALL), 30, 40, shared_vocab=False).eval()
+    torch.manual_seed(1)
+    bare = build_model(ModelConfig(type=kind, **SMALL), 30, 40, False, initialize=False).eval()
+    # Our init was skipped: the weights differ from an initialised build from the same seed.
+    assert any(not torch.equal(a, b) for a, b in zip(
+        fresh.state_dict().values(), bare.state_dict().values(), strict=True))
+    assert bare.generator.weight is embeddings(bare)[1].weight  # still tied
+    bare.load_state_dict(trained.state_dict(), strict=True)
+    src = torch.randint(4, 30, (3, 5))
+    tgt = torch.randint(4, 40, (3, 4))
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.equal(bare(src, mask, tgt), trained(src, mask, tgt))
