@@ -191,6 +191,33 @@ def test_runs_under_bf16_autocast() -> None:
     assert weights is not None and torch.all(weights[1, 2:] == 0)
 
 
+def test_bf16_decoding_on_cpu_attends_in_fp32_until_beams_are_grouped() -> None:
+    torch.manual_seed(3)
+    model = transformer().to(torch.bfloat16)
+    src, mask = padded([4, 2], SRC_V)
+    tgt_in, _ = padded([3, 3], TGT_V)
+    with torch.no_grad():
+        forward = model(src, mask, tgt_in).float()
+        state = model.encode(src, mask)
+        assert state.memory_kv[0][0].dtype == state.self_kv[0][0].dtype == torch.float32
+        logits, state, _ = model.decode_step(tgt_in[:, 0], state)
+        assert logits.dtype == torch.bfloat16 and state.self_kv[0][0].dtype == torch.float32
+        torch.testing.assert_close(logits.float(), forward[:, 0], atol=0.1, rtol=0.05)
+        greedy_state = state
+        for t in (1, 2):
+            logits, greedy_state, _ = model.decode_step(tgt_in[:, t], greedy_state)
+            torch.testing.assert_close(logits.float(), forward[:, t], atol=0.1, rtol=0.05)
+        beams = state.expand(2)  # grouped: back to the weights' dtype
+        assert beams.memory_kv[0][0].dtype == beams.self_kv[0][0].dtype == torch.bfloat16
+        for t in (1, 2):
+            logits, beams, _ = model.decode_step(tgt_in[:, t].repeat_interleave(2), beams)
+            expected = forward[:, t].repeat_interleave(2, dim=0)
+            torch.testing.assert_close(logits.float(), expected, atol=0.1, rtol=0.05)
+    fp32 = transformer()
+    with torch.no_grad():
+        assert fp32.encode(src, mask).expand(2).memory_kv[0][0].dtype == torch.float32
+
+
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_expand_shares_the_source_side_and_equals_copying_it(use_cache: bool) -> None:
     torch.manual_seed(8)

@@ -242,10 +242,13 @@ class SelfAttention(nn.Module):
         """
         qkv = self.qkv(x).unflatten(-1, (3, self.heads, -1))  # (batch, len, 3, heads, hd)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, len, hd)
-        if cache is not None:
-            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        if cache is not None:  # attend in the cache's dtype (see Transformer.encode)
+            past_k, past_v = cache
+            q = q.to(past_k.dtype)
+            k = torch.cat([past_k, k.to(past_k.dtype)], dim=2)
+            v = torch.cat([past_v, v.to(past_v.dtype)], dim=2)
         y, _ = dot_product_attention(q, k, v, mask, causal)
-        return self.out(merge_heads(y)), (k, v)
+        return self.out(merge_heads(y).to(x.dtype)), (k, v)
 
 
 class CrossAttention(nn.Module):
@@ -276,7 +279,7 @@ class CrossAttention(nn.Module):
         weights averaged over heads ``(rows, len, src_len)``.
         """
         k, v = memory_kv
-        q = split_heads(self.q(x), self.heads)  # (rows, heads, len, hd)
+        q = split_heads(self.q(x), self.heads).to(k.dtype)  # (rows, heads, len, hd)
         rows, length = q.size(0), q.size(2)
         g = rows // k.size(0)
         if g > 1:  # (batch * g, heads, len, hd) -> (batch, heads, g * len, hd)
@@ -285,7 +288,8 @@ class CrossAttention(nn.Module):
         if g > 1:  # and back: (batch, heads, g * len, ·) -> (batch * g, heads, len, ·)
             y = _ungroup(y, g, length)
             weights = None if weights is None else _ungroup(weights, g, length)
-        return self.out(merge_heads(y)), None if weights is None else weights.mean(dim=1)
+        out = self.out(merge_heads(y).to(x.dtype))
+        return out, None if weights is None else weights.mean(dim=1)
 
 
 def _ungroup(x: Tensor, g: int, length: int) -> Tensor:

@@ -147,6 +147,7 @@ class TransformerState:
     steps: int = 0  # target positions decoded so far
     need_attention: bool = False
     group: int = 1  # target rows per source row: rows = batch * group
+    grouped_dtype: torch.dtype | None = None  # attention dtype once grouped, if another one
 
     def select(self, index: Tensor, same_source: bool = False) -> TransformerState:
         """Rows ``index`` (``(new_rows,)`` long) of the target side, for beam search.
@@ -178,7 +179,31 @@ class TransformerState:
         """Each target row becomes ``beam`` rows; the source side is not copied."""
         index = expanded_rows(self.mask.size(0) * self.group, beam, self.mask.device)
         new = self.select(index, same_source=True)
+        dtype = self.grouped_dtype
+        if dtype is not None and beam > 1:  # see decoding_attention_dtype
+            new = replace(new, memory_kv=_cast(new.memory_kv, dtype),
+                          self_kv=_cast(new.self_kv, dtype), grouped_dtype=None)  # fmt: skip
         return replace(new, group=self.group * beam)
+
+
+def decoding_attention_dtype(keys: Tensor) -> torch.dtype:
+    """The dtype of the keys/values a decoding step attends over (its queries follow).
+
+    fp32 for bf16 on a CPU: a step's attention is many tiny matrix products (one query per row
+    and head over a few dozen keys), for which the CPU has no fast bf16 kernel; in fp32 they
+    ran ~2x faster (64 rows x 4 heads x 1 query over 12 keys: 164 vs 310 us) and greedy search
+    1.12x faster, while the projections around them stay in bf16. Not so once beam search
+    groups a sentence's beams (5 queries per matrix: 581 us in bf16, 732 in fp32; beam search
+    0.99x), so :meth:`TransformerState.expand` casts back. Otherwise the keys' own dtype.
+    """
+    cpu = keys.device.type == "cpu"
+    if cpu and keys.dtype == torch.bfloat16 and not torch.is_autocast_enabled("cpu"):
+        return torch.float32  # (under autocast, the matmuls would cast back to bf16)
+    return keys.dtype
+
+
+def _cast(kvs: tuple[KV, ...], dtype: torch.dtype) -> tuple[KV, ...]:
+    return tuple((k.to(dtype), v.to(dtype)) for k, v in kvs)
 
 
 def _pick(kvs: tuple[KV, ...], index: Tensor) -> tuple[KV, ...]:
@@ -245,15 +270,21 @@ class Transformer(Seq2Seq[TransformerState]):
         mask = src_mask[:, None, None, :]  # (batch, 1, 1, src_len): broadcasts over heads, queries
         memory = self._encode(src, mask)
         # Read at every step: contiguous once here rather than strided views each time.
-        memory_kv = tuple((k.contiguous(), v.contiguous()) for k, v in self._project(memory))
+        projected = self._project(memory)
+        own = projected[0][0].dtype  # the projections' (bf16 under autocast)
+        dtype = decoding_attention_dtype(projected[0][0])
+        memory_kv = tuple((k.to(dtype).contiguous(), v.to(dtype).contiguous())
+                          for k, v in projected)  # fmt: skip
         if use_cache:
-            k = memory_kv[0][0]  # the cache takes the keys' dtype (bf16 under autocast)
+            k = memory_kv[0][0]  # the cache takes the keys' dtype
             empty = k.new_empty(k.size(0), k.size(1), 0, k.size(3))
             self_kv: tuple[KV, ...] = tuple((empty, empty) for _ in self.decoder_layers)
             prefix = None
         else:
             self_kv, prefix = (), src.new_empty(src.size(0), 0)
-        return TransformerState(memory_kv, mask, self_kv, prefix, 0, need_attention)
+        grouped = own if dtype != own else None
+        return TransformerState(memory_kv, mask, self_kv, prefix, 0, need_attention,
+                                grouped_dtype=grouped)  # fmt: skip
 
     def decode_step(
         self, prev_tokens: Tensor, state: TransformerState
