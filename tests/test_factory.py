@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -117,19 +119,45 @@ def test_every_variant_builds_trains_and_steps(settings: dict) -> None:
 
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
 def test_uninitialised_build_loads_to_the_same_model(kind: str) -> None:
+    """Built on the meta device: after loading, the same model (ties and positions too)."""
     torch.manual_seed(0)
     trained = build_model(ModelConfig(type=kind, **SMALL), 30, 40, shared_vocab=False).eval()
-    torch.manual_seed(1)
-    fresh = build_model(ModelConfig(type=kind, **SMALL), 30, 40, shared_vocab=False).eval()
-    torch.manual_seed(1)
     bare = build_model(ModelConfig(type=kind, **SMALL), 30, 40, False, initialize=False).eval()
-    # Our init was skipped: the weights differ from an initialised build from the same seed.
-    assert any(not torch.equal(a, b) for a, b in zip(
-        fresh.state_dict().values(), bare.state_dict().values(), strict=True))
+    assert all(t.device.type == "cpu" for t in [*bare.parameters(), *bare.buffers()])
     assert bare.generator.weight is embeddings(bare)[1].weight  # still tied
+    assert embeddings(bare)[0].weight is not embeddings(bare)[1].weight
     bare.load_state_dict(trained.state_dict(), strict=True)
     src = torch.randint(4, 30, (3, 5))
     tgt = torch.randint(4, 40, (3, 4))
     mask = torch.ones(3, 5, dtype=torch.bool)
     with torch.no_grad():
         assert torch.equal(bare(src, mask, tgt), trained(src, mask, tgt))
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_uninitialised_build_keeps_a_joint_vocabulary_tied(kind: str) -> None:
+    bare = build_model(ModelConfig(type=kind, **SMALL), 40, 40, True, initialize=False)
+    src, tgt = embeddings(bare)
+    assert src.weight is tgt.weight is bare.generator.weight
+
+
+def test_uninitialised_build_computes_the_position_table() -> None:
+    cfg = ModelConfig(type="transformer", **SMALL)
+    built, bare = build_model(cfg, 30, 40, False), build_model(cfg, 30, 40, False, False)
+    assert isinstance(built, Transformer) and isinstance(bare, Transformer)
+    assert torch.equal(bare.tgt_embedder.table, built.tgt_embedder.table)
+    assert torch.equal(bare.src_embedder.table, built.src_embedder.table)
+
+
+def test_uninitialised_build_imports_nothing_heavy() -> None:
+    """Some meta-device ops import torch._dynamo (1.2 s) or sympy (0.7 s): start-up time."""
+    code = (
+        "import sys\n"
+        "from nmt.config import ModelConfig\n"
+        "from nmt.models.factory import build_model\n"
+        "for kind in ('transformer', 'gru'):\n"
+        "    build_model(ModelConfig(type=kind), 60, 50, False, initialize=False)\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

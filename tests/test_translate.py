@@ -319,7 +319,10 @@ def test_an_error_in_one_batch_stops_the_others(
     monkeypatch.setattr(translator.model, "encode", failing)
     with torch_threads(2), pytest.raises(RuntimeError, match="batch failed"):
         translator.translate(dev_sources(14), batch_size=1, strategy="greedy")
-    assert len(calls) <= 4  # of 14 batches: those not started were cancelled
+    # Of 14 batches: the failed one, the other worker's, and the two that the workers pick up
+    # as those finish, before the main thread's cancel lands (measured: 2-5 of 14 calls, in 70
+    # tries); one more for a slow main thread. Without the cancel, all 14 would run.
+    assert len(calls) <= 6
 
 
 # --------------------------------------------------------------------------- attention plots

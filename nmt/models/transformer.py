@@ -32,10 +32,16 @@ from nmt.models.interface import Seq2Seq, expanded_rows
 
 
 def sinusoidal_table(length: int, d_model: int) -> Tensor:
-    """``(length, d_model)`` sin/cos position encodings (Vaswani et al. 2017 §3.5)."""
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(1e4) / d_model))
-    table = torch.zeros(length, d_model)
+    """``(length, d_model)`` sin/cos position encodings (Vaswani et al. 2017 §3.5).
+
+    Always computed on the CPU, also while modules are built on the meta device (see
+    :func:`~nmt.models.factory.build_model`): a meta ``arange`` imports torch._dynamo (1.2 s).
+    """
+    cpu = torch.device("cpu")
+    position = torch.arange(length, dtype=torch.float32, device=cpu).unsqueeze(1)
+    steps = torch.arange(0, d_model, 2, dtype=torch.float32, device=cpu)
+    freq = torch.exp(steps * (-math.log(1e4) / d_model))
+    table = torch.zeros(length, d_model, device=cpu)
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq)[:, : d_model // 2]
     return table
