@@ -95,8 +95,8 @@ def test_user_words_added_before_and_after_building(
 
 def test_mapping_answers_like_a_dict() -> None:
     words = sorted(SMALL)
-    lazy = PrefixDict(words, array.array("q", [SMALL[w] for w in words]))
-    for word in [*SMALL, "上海", "", "北京天", "天安门广场"]:
+    lazy = PrefixDict([w.encode() for w in words], array.array("q", [SMALL[w] for w in words]))
+    for word in [*SMALL, "上海", "", "北京天", "天安门广场", "\ud800"]:
         assert (word in lazy) == (word in SMALL)
         assert lazy.get(word) == SMALL.get(word)
         assert lazy.get(word, -1) == SMALL.get(word, -1)
@@ -110,14 +110,15 @@ def test_mapping_answers_like_a_dict() -> None:
     assert lazy.build() == {**SMALL, "上海": 9}
     assert 42 not in lazy
     with pytest.raises(ValueError, match="frequencies"):
-        PrefixDict(words, array.array("q", [1]))
+        PrefixDict([w.encode() for w in words], array.array("q", [1]))
 
 
 def test_cache_file_round_trip_and_damage(tmp_path: Path) -> None:
     path = tmp_path / "prefix.bin"
     write_prefix_dict(path, dict(SMALL), 18)
     words, freqs, total = read_prefix_dict(path)
-    assert words == sorted(SMALL) and dict(zip(words, freqs, strict=True)) == SMALL
+    assert [w.decode() for w in words] == sorted(SMALL)
+    assert dict(zip(sorted(SMALL), freqs, strict=True)) == SMALL
     assert total == 18
     data = path.read_bytes()
     path.write_bytes(data[:-3])  # truncated
