@@ -142,14 +142,12 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
     from nmt.config import load_config
     from nmt.datautil.batching import TokenBatchSampler, TokenizedCorpus, collate
     from nmt.datautil.pipeline import TextProcessor
-    from nmt.datautil.vocab import PAD_ID
     from nmt.models.factory import build_model
     from nmt.models.flops import training_flops
-    from nmt.runtime import autocast, release_free_memory, seed_everything, select_device
+    from nmt.runtime import release_free_memory, seed_everything, select_device
     from nmt.training.data import load_train
-    from nmt.training.loss import label_smoothed_loss
-    from nmt.training.optim import clip_gradients, make_optimizer, optimizer_step
-    from nmt.training.trainer import TRIM_EVERY_STEPS
+    from nmt.training.optim import make_optimizer, make_scaler
+    from nmt.training.trainer import TRIM_EVERY_STEPS, train_step
 
     _set_threads(spec["threads"])
     cfg = load_config(Path(spec["run_dir"]) / "config.yaml")
@@ -186,17 +184,7 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
         group = [next(stream) for _ in range(t.accum_steps)]
         cpu = [collate(corpus, indices) for indices in group]
         total = sum(b.n_tgt_tokens for b in cpu)
-        sums = torch.zeros(1, device=device)
-        for cpu_batch in cpu:
-            b = cpu_batch.to(device)
-            with autocast(device, dtype):
-                logits = model(b.src, b.src_mask, b.tgt_in, teacher_forcing=t.teacher_forcing)
-            out = label_smoothed_loss(logits, b.tgt_out, t.label_smoothing, PAD_ID)
-            del logits  # as the trainer does
-            (out.loss / total).backward()
-            sums += out.loss.detach()
-        norm = clip_gradients(optimizer, None, t.clip_norm)
-        optimizer_step(optimizer, None, ~(torch.isfinite(sums[0]) & torch.isfinite(norm)))
+        train_step(model, optimizer, cpu, total, t, device, dtype, make_scaler(device, dtype))
         nonlocal steps_done
         steps_done += 1
         if device.type == "cpu" and steps_done % TRIM_EVERY_STEPS == 0:  # as the trainer does

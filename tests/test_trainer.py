@@ -329,3 +329,51 @@ def test_snapshots_keep_the_model_at_the_given_minutes(
                       "train.keep_last=10", "train.snapshot_minutes=[0.2, 0.4, 1, 2.5, 99]"),
           resume=True)  # fmt: skip
     assert snapshot_times() == before  # minute 0.2 stays missing: the run was past it
+
+
+# --------------------------------------------------------------------------- one update
+
+
+def _tiny_update_setup(seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    from nmt.config import ModelConfig, TrainConfig
+    from nmt.datautil.batching import TokenizedCorpus
+    from nmt.models.factory import build_model
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(type="transformer", d_model=16, heads=2, ff_size=32,
+                                    enc_layers=1, dec_layers=1, dropout=0.0), 20, 20, False)
+    cfg = TrainConfig(label_smoothing=0.1, clip_norm=1.0)
+    gen = torch.Generator().manual_seed(seed)
+    lists = [torch.randint(4, 20, (n,), generator=gen).tolist() for n in (3, 5, 4, 6, 2, 5)]
+    corpus = TokenizedCorpus.from_lists(lists[:3], lists[3:])
+    # Plain SGD: the update is linear in the gradient, so accumulated and whole-batch updates
+    # can be compared closely (Adam's first step is about lr * sign(gradient)).
+    return model, torch.optim.SGD(model.parameters(), lr=0.5), cfg, corpus
+
+
+def test_train_step_accumulates_exactly_and_skips_non_finite_losses() -> None:
+    from nmt.datautil.batching import collate
+    from nmt.training.trainer import train_step
+
+    cpu = torch.device("cpu")
+    model_a, opt_a, cfg, corpus = _tiny_update_setup()
+    model_b, opt_b, _, _ = _tiny_update_setup()
+    whole = collate(corpus, [0, 1, 2])
+    parts = [collate(corpus, [0]), collate(corpus, [1, 2])]
+    assert sum(p.n_tgt_tokens for p in parts) == whole.n_tgt_tokens
+    sums_a, bad_a = train_step(model_a, opt_a, [whole], whole.n_tgt_tokens, cfg, cpu, None)
+    sums_b, bad_b = train_step(model_b, opt_b, parts, whole.n_tgt_tokens, cfg, cpu, None)
+    assert not bad_a and not bad_b
+    torch.testing.assert_close(sums_a, sums_b)
+    assert sums_a[2] == whole.n_tgt_tokens
+    for pa, pb in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
+
+    before = [p.detach().clone() for p in model_a.parameters()]
+    with torch.no_grad():
+        model_a.generator.weight[5, 0] = float("nan")  # a NaN logit: a non-finite loss
+    tied = [id(p) for p in model_a.parameters()].index(id(model_a.generator.weight))
+    before[tied][5, 0] = math.nan
+    sums, bad = train_step(model_a, opt_a, [whole], whole.n_tgt_tokens, cfg, cpu, None)
+    assert bool(bad) and not torch.isfinite(sums[0])
+    for p, old in zip(model_a.parameters(), before, strict=True):
+        torch.testing.assert_close(p, old, equal_nan=True)  # the update was skipped

@@ -15,18 +15,20 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 
-from nmt.config import Config
-from nmt.datautil.batching import collate
+from nmt.config import Config, TrainConfig
+from nmt.datautil.batching import Batch, collate
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import TrainingError
 from nmt.runtime import autocast, release_free_memory
 from nmt.training import checkpoint as ckpt
-from nmt.training.distributed import DistEnv, distributed_session
+from nmt.training.distributed import Dist, DistEnv, distributed_session
 from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import clip_gradients, optimizer_step, set_lr
 from nmt.training.progress import Progress, plot_learning_curve
@@ -39,6 +41,47 @@ log = logging.getLogger(__name__)
 
 # On CPU, hand freed memory back to the OS every this many steps (release_free_memory).
 TRIM_EVERY_STEPS = 8
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence[Batch],
+    total_tokens: int, cfg: TrainConfig, device: torch.device, dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler | None = None, dist: Dist | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One optimizer update from the (CPU) ``batches``, their gradients accumulated.
+
+    The trainer's step, also timed by ``scripts/benchmark.py``. Nothing here waits for the
+    device. ``total_tokens`` is the target token count of the whole step (all batches, all
+    ranks): dividing by it makes accumulation exact.
+
+    Returns:
+        The step's ``(loss, nll, tokens)`` sums over all ranks, and whether the update was
+        skipped for a non-finite loss or gradient (both device tensors).
+    """
+    dist = dist or Dist()
+    # DDP averages the ranks' gradients, hence the factor of world.
+    divisor = total_tokens if dist.world == 1 else total_tokens / dist.world
+    sums = torch.zeros(3, device=device)  # loss, nll, tokens
+    for i, cpu_batch in enumerate(batches):
+        b = cpu_batch.to(device)
+        with dist.sync_grads(model, sync=i == len(batches) - 1):
+            with autocast(device, dtype):
+                logits = model(b.src, b.src_mask, b.tgt_in, teacher_forcing=cfg.teacher_forcing)
+            out = label_smoothed_loss(logits, b.tgt_out, cfg.label_smoothing, PAD_ID)
+            # The log-softmax keeps its own output for the backward pass, not the logits:
+            # dropping them here frees a (tokens x vocab) matrix, ~70 MB at the recipe's
+            # batch, before the backward pass needs its memory.
+            del logits
+            loss = out.loss / divisor
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        sums += torch.stack([out.loss.detach(), out.nll.detach(), out.tokens.float()])
+    # Global sums: the logged loss is the whole step's, and a non-finite loss on any rank
+    # makes every rank skip the step (the gradients alone might all be finite).
+    dist.all_reduce_(sums)
+    norm = clip_gradients(optimizer, scaler, cfg.clip_norm)
+    bad = ~(torch.isfinite(sums[0]) & torch.isfinite(norm))
+    optimizer_step(optimizer, scaler, bad)
+    return sums, bad
 
 
 @dataclass(frozen=True)
@@ -146,35 +189,12 @@ class Trainer(TrainingSession):
 
     def _step(self, group: list[list[int]]) -> None:
         """One update from the batches ``group`` (lists of example indices)."""
-        t = self.cfg.train
         batches = [collate(self.corpus, indices) for indices in group]
         local = sum(b.n_tgt_tokens for b in batches)  # known on the host: no device sync
         total = self.dist.sum_tokens(local)  # of all ranks
-        # Dividing by the token count of the whole step (all batches, all ranks) makes
-        # accumulation exact. DDP averages the ranks' gradients, hence the factor of world.
-        divisor = total if self.dist.world == 1 else total / self.dist.world
         set_lr(self.optimizer, self.schedule.lr(self.state.step + 1))
-        sums = torch.zeros(3, device=self.device)  # loss, nll, tokens
-        for i, cpu_batch in enumerate(batches):
-            b = cpu_batch.to(self.device)
-            with self.dist.sync_grads(self.train_model, sync=i == len(batches) - 1):
-                with autocast(self.device, self.dtype):
-                    logits = self.train_model(b.src, b.src_mask, b.tgt_in,
-                                              teacher_forcing=t.teacher_forcing)  # fmt: skip
-                out = label_smoothed_loss(logits, b.tgt_out, t.label_smoothing, PAD_ID)
-                # The log-softmax keeps its own output for the backward pass, not the logits:
-                # dropping them here frees a (tokens x vocab) matrix, ~70 MB at the recipe's
-                # batch, before the backward pass needs its memory.
-                del logits
-                loss = out.loss / divisor
-                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-            sums += torch.stack([out.loss.detach(), out.nll.detach(), out.tokens.float()])
-        # Global sums: the logged loss is the whole step's, and a non-finite loss on any rank
-        # makes every rank skip the step (the gradients alone might all be finite).
-        self.dist.all_reduce_(sums)
-        norm = clip_gradients(self.optimizer, self.scaler, t.clip_norm)
-        bad = ~(torch.isfinite(sums[0]) & torch.isfinite(norm))
-        optimizer_step(self.optimizer, self.scaler, bad)
+        sums, bad = train_step(self.train_model, self.optimizer, batches, total, self.cfg.train,
+                               self.device, self.dtype, self.scaler, self.dist)  # fmt: skip
         self.meter.add(sums, bad)
         self.state.step += 1
         self.interval_tokens += total
