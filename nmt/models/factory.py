@@ -32,12 +32,12 @@ def build_model(
             f"shared_vocab needs one vocabulary, got sizes {src_vocab_size} and {tgt_vocab_size}"
         )
     if initialize:
-        model = _assemble(cfg, src_vocab_size, tgt_vocab_size, shared_vocab, pad_id)
+        model = _assemble(cfg, src_vocab_size, tgt_vocab_size, shared_vocab, pad_id, True)
         for embed in _embeddings(model):  # after the model init, which may touch them
             _init_embedding(embed, pad_id)
     else:
         with torch.device("meta"):
-            model = _assemble(cfg, src_vocab_size, tgt_vocab_size, shared_vocab, pad_id)
+            model = _assemble(cfg, src_vocab_size, tgt_vocab_size, shared_vocab, pad_id, False)
         _materialize(model)
     if cfg.tie_embeddings:
         generator = model.generator
@@ -47,15 +47,18 @@ def build_model(
 
 
 def _assemble(
-    cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, shared_vocab: bool, pad_id: int
+    cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, shared_vocab: bool, pad_id: int,
+    initialize: bool,
 ) -> Seq2Seq:
-    """The modules, initialised when built on a real device (untied output layer)."""
-    real = torch.empty(0).device.type != "meta"
+    """The modules (output layer untied), with our initialisation when ``initialize``.
+
+    Without, the caller builds on the meta device, where the modules' own inits are free.
+    """
 
     def embedding(size: int) -> nn.Embedding:
-        # On the meta device, hand nn.Embedding its (meta) weight: its own init would call
-        # normal_, whose meta version imports torch._dynamo (1.2 s).
-        weight = None if real else torch.empty(size, cfg.d_model)
+        # Uninitialised: hand nn.Embedding its weight, or its own init would call normal_,
+        # whose meta version imports torch._dynamo (1.2 s).
+        weight = None if initialize else torch.empty(size, cfg.d_model)
         return nn.Embedding(size, cfg.d_model, padding_idx=pad_id, _weight=weight)
 
     tgt_embed = embedding(tgt_vocab_size)
@@ -68,7 +71,7 @@ def _assemble(
             dec_layers=cfg.dec_layers, dropout=cfg.dropout, attention=cfg.attention,
             luong_score=cfg.luong_score, input_feeding=cfg.input_feeding, pad_id=pad_id,
         )
-        if real:
+        if initialize:
             _init_gru(model)
     elif cfg.type == "transformer":
         model = Transformer(
@@ -76,7 +79,7 @@ def _assemble(
             dec_layers=cfg.dec_layers, dropout=cfg.dropout, norm=cfg.norm,
             positions=cfg.positions, max_positions=cfg.max_positions, pad_id=pad_id,
         )
-        if real:
+        if initialize:
             _init_transformer(model)
     else:  # pragma: no cover - config validation rejects other types
         raise ValueError(f"unknown model type {cfg.type!r}")
