@@ -73,6 +73,7 @@ def test_dictionary_is_built_after_enough_lookups_and_replaces_itself(
     assert list(tok.cut(SENTENCES[2])) == list(reference.cut(SENTENCES[2]))
     assert type(tok.FREQ) is dict and tok.FREQ == reference.FREQ  # handed to the tokenizer
     assert lazy.build() is tok.FREQ  # built once
+    assert len(lazy) == len(reference.FREQ) and lazy.get("北京") == reference.FREQ["北京"]
     for text in SENTENCES:
         assert list(tok.cut(text)) == list(reference.cut(text))
 

@@ -69,20 +69,24 @@ class PrefixDict:
         self._lookups = 0
 
     def _index(self, word: str) -> int:
-        """Position of ``word`` in the sorted words, or -1."""
-        self._lookups += 1
-        if self._lookups == BUILD_AFTER_LOOKUPS:
-            self.build()
+        """Position of ``word`` in the sorted words, or -1 (call only before :meth:`build`)."""
         key = word.encode("utf-8", "surrogatepass")  # a lone surrogate matches no word
         i = bisect.bisect_left(self._words, key)
         return i if i < len(self._words) and self._words[i] == key else -1
+
+    def _counted(self) -> None:
+        self._lookups += 1
+        if self._lookups >= BUILD_AFTER_LOOKUPS:
+            self.build()
 
     def __contains__(self, word: object) -> bool:
         if self._built is not None:
             return word in self._built
         if not isinstance(word, str):
             return False
-        return word in self._added or self._index(word) >= 0
+        found = word in self._added or self._index(word) >= 0
+        self._counted()
+        return found
 
     def get(self, word: str, default: Any = None) -> Any:
         if self._built is not None:
@@ -90,7 +94,9 @@ class PrefixDict:
         if word in self._added:
             return self._added[word]
         i = self._index(word)
-        return self._freqs[i] if i >= 0 else default
+        value = self._freqs[i] if i >= 0 else default
+        self._counted()
+        return value
 
     def __getitem__(self, word: str) -> int:
         value = self.get(word, _MISSING)
@@ -116,6 +122,7 @@ class PrefixDict:
             built = dict(zip(words, self._freqs, strict=True))
             built.update(self._added)
             self._built = built
+            self._words, self._freqs, self._added = [], array.array("q"), {}  # ~28 MB
             if self._on_build is not None:
                 self._on_build(built)
         return self._built
