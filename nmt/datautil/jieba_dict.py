@@ -9,9 +9,9 @@ one-sentence ``nmt translate``'s segmentation start-up.
 So the table is kept in our own cache file (sorted words joined by newlines, then an int64
 array of frequencies; no code), and :class:`PrefixDict` answers jieba's lookups from the
 sorted list (of UTF-8 bytes: ~28 MB instead of ~44 MB of str) by binary search until enough
-lookups have been made to repay building the dict;
-then it builds it and hands it to the tokenizer (``on_build``), which uses it directly from
-then on. A one-sentence translation never pays for the dict; a corpus pays once.
+lookups have been made to repay building the dict; then it builds it and hands it to the
+tokenizer (``on_build``), which uses it directly from then on. A one-sentence translation
+never pays for the dict; a corpus pays once.
 """
 
 from __future__ import annotations
