@@ -175,6 +175,7 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
             epoch += 1
 
     stream = batches()
+    scaler = make_scaler(device, dtype)  # one for the run, as the trainer keeps (fp16 only)
     steps_done = 0
 
     src_len, tgt_len = corpus.src_lengths() + 1, corpus.tgt_lengths() + 1  # </s>; <s> + y
@@ -184,7 +185,7 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
         group = [next(stream) for _ in range(t.accum_steps)]
         cpu = [collate(corpus, indices) for indices in group]
         total = sum(b.n_tgt_tokens for b in cpu)
-        train_step(model, optimizer, cpu, total, t, device, dtype, make_scaler(device, dtype))
+        train_step(model, optimizer, cpu, total, t, device, dtype, scaler)
         nonlocal steps_done
         steps_done += 1
         if device.type == "cpu" and steps_done % TRIM_EVERY_STEPS == 0:  # as the trainer does

@@ -99,9 +99,9 @@ def _exit_now(code: int) -> NoReturn:
     """Flush and leave without the interpreter's teardown.
 
     Tearing down a process that imported torch frees every module and its objects: on a 2-core
-    CPU ``python -c "import torch"`` took 2.3 s, 1.5 s with ``os._exit`` (3 runs each), and a
-    one-sentence ``nmt translate`` 2.90 -> 2.69 s (median of 5, interleaved). By now every file
-    is written and closed (outputs are written atomically), so only the streams need flushing.
+    CPU ``python -c "import torch"`` took 2.3 s, 1.5 s with ``os._exit`` (3 runs each). By now
+    every file is written and closed (outputs are written atomically), so only the streams need
+    flushing.
     """
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -24,8 +24,9 @@ def build_model(
 
     ``initialize=False`` leaves the weights uninitialised (on the CPU), for a caller that loads
     every one of them from a checkpoint next: the modules are built on the meta device, where
-    their inits cost nothing, and then get empty CPU storage (~80 ms of a one-sentence
-    ``nmt translate`` here). Not ``Module.to_empty``: its meta ``empty_like`` imports sympy.
+    their inits cost nothing, and then get empty CPU storage (the build of the zh->en recipe's
+    model took 0.03 instead of 0.08-0.10 s here). Not ``Module.to_empty``: its meta
+    ``empty_like`` imports sympy.
     """
     if shared_vocab and src_vocab_size != tgt_vocab_size:
         raise ValueError(
