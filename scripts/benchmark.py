@@ -228,8 +228,8 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
-    """The decoding grid of one model: strategies x batch sizes x cache, and bf16 greedy and
-    beam search at batch 64 (with their agreement with fp32).
+    """The decoding grid of one model: strategies x batch sizes x cache, and bf16 (and, on x86
+    CPUs, int8) greedy and beam search at batch 64 (with their agreement with fp32).
 
     Every row decodes as ``nmt translate`` does (:meth:`Translator.search_ids`: batches sorted
     by length, on a CPU several at once), from token ids, so tokenizing is not timed.
@@ -237,9 +237,10 @@ def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
     from nmt.translate import Translator
 
     _set_threads(spec["threads"])
+    precisions = ["fp32", "bf16"] + (["int8"] if spec.get("int8") else [])
     translators = {
         precision: Translator.load(spec["run_dir"], device=spec["device"], precision=precision)
-        for precision in ("fp32", "bf16")
+        for precision in precisions
     }
     translator = translators["fp32"]
     cfg = translator.config
@@ -252,7 +253,7 @@ def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
     cache_options = [True, False] if cfg.model.type == "transformer" else [True]
     grid = [(s, b, c, "fp32") for s in ("greedy", "beam", "sample") for b in (64, 1)
             for c in cache_options]
-    grid += [("greedy", 64, True, "bf16"), ("beam", 64, True, "bf16")]
+    grid += [(s, 64, True, p) for p in precisions[1:] for s in ("greedy", "beam")]
     for strategy, batch, cache, precision in grid:
         n = spec["sentences"] if batch > 1 else spec["sentences_b1"]
         subset = ids[:: max(1, len(ids) // n)][:n] if n and n < len(ids) else ids
@@ -479,7 +480,8 @@ def measure_model(model: Model, args: argparse.Namespace, sizes: Sizes, logs: Pa
         _say(f"{model.name}: decoding grid")
         spec = {**common, "label": model.name, "test_src": str(model.test_src),
                 "max_len": model.max_len, "sentences": sizes.decode_sentences,
-                "sentences_b1": sizes.decode_sentences_b1, "repeats": sizes.decode_repeats}
+                "sentences_b1": sizes.decode_sentences_b1, "repeats": sizes.decode_repeats,
+                "int8": _int8_here(args)}
         result, _, rss = run_job("decode", spec, logs)
         out["decode"] = {**result, "peak_rss_mib": rss}
     if "startup" not in skip:
@@ -500,20 +502,31 @@ def measure_model(model: Model, args: argparse.Namespace, sizes: Sizes, logs: Pa
             src = src.with_suffix(".subset.src")
             src.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
         n = len(src.read_text(encoding="utf-8").splitlines())
-        runs = []
-        for i in range(sizes.translate_repeats):
-            hyp = logs / f"{model.name}.hyp"
-            cmd = translate_cmd(model, "--input", str(src), "--output", str(hyp),
-                                "--strategy", "beam", "--beam-size", "5")
-            wall, rss, code = _run_measured(cmd, logs / f"translate-{model.name}-{i}.log",
-                                            args.threads)
-            if code != 0:
-                raise RuntimeError(f"nmt translate failed; see {logs}")
-            runs.append((wall, rss))
-        walls = [w for w, _ in runs]
-        out["translate"] = {"sentences": n, "seconds": statistics.median(walls),
-                            "all": walls, "peak_rss_mib": max(r for _, r in runs)}
+        # The run's own precision, then int8 where it is available (a separate row).
+        for key, extra in [("translate", [])] + (
+            [("translate_int8", ["--precision", "int8"])] if _int8_here(args) else []
+        ):
+            runs = []
+            for i in range(sizes.translate_repeats):
+                hyp = logs / f"{model.name}.hyp"
+                cmd = translate_cmd(model, "--input", str(src), "--output", str(hyp),
+                                    "--strategy", "beam", "--beam-size", "5", *extra)
+                wall, rss, code = _run_measured(cmd, logs / f"{key}-{model.name}-{i}.log",
+                                                args.threads)
+                if code != 0:
+                    raise RuntimeError(f"nmt translate failed; see {logs}")
+                runs.append((wall, rss))
+            walls = [w for w, _ in runs]
+            out[key] = {"sentences": n, "seconds": statistics.median(walls),
+                        "all": walls, "peak_rss_mib": max(r for _, r in runs)}
     return out
+
+
+def _int8_here(args: argparse.Namespace) -> bool:
+    """Whether the int8 decoding rows run: on the CPU, with PyTorch's FBGEMM kernels."""
+    from nmt.models.int8 import int8_available
+
+    return args.device == "cpu" and int8_available()
 
 
 def _say(text: str) -> None:
@@ -597,6 +610,10 @@ def markdown(results: dict[str, Any]) -> str:
             rss = f"{tr['peak_rss_mib']:,.0f} MiB" if tr else "-"
             n = tr["sentences"] if tr else "-"
             lines.append(f"| {name} | {st} | {whole} | {n} | {rss} | {_grid_rss(m_)} |")
+            if "translate_int8" in m_:
+                q = m_["translate_int8"]
+                lines.append(f"| {name}, `--precision int8` | - | {q['seconds']:.2f} s "
+                             f"| {q['sentences']} | {q['peak_rss_mib']:,.0f} MiB | - |")
         lines.append("")
     for name, m_ in models.items():
         if not m_["trained"]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from nmt.models.int8 import int8_available
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 
@@ -67,8 +69,12 @@ def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
         assert all(r["sent_per_s"] > 0 and r["tokens_per_s"] > 0 for r in rows)
         assert m["translate"]["seconds"] > 0 and m["translate"]["peak_rss_mib"] > 0
         assert "startup_s" not in m
+        quantized = {(r["strategy"], r["batch"]) for r in rows if r["precision"] == "int8"}
+        assert quantized == ({("greedy", 64), ("beam", 64)} if int8_available() else set())
+        assert ("translate_int8" in m) == int8_available()
     table = (out / "benchmark.md").read_text(encoding="utf-8")
     assert "| tiny_gru | fp32 |" in table and "MFU" in table
+    assert ("`--precision int8`" in table) == int8_available()
 
 
 def test_missing_data_is_skipped_with_a_message(tmp_path: Path) -> None:

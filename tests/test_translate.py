@@ -29,6 +29,7 @@ from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.vocab import BOS_ID, EOS_ID, UNK_ID
 from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
+from nmt.models.int8 import Int8Linear, int8_available
 from nmt.runtime import torch_threads
 from nmt.training.checkpoint import save_checkpoint
 from nmt.translate import Translation, Translator
@@ -360,3 +361,28 @@ def test_plot_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(ConfigError, match=r"nmt\[viz\]"):
         plot_attention(["a"], ["b"], [[1.0]], tmp_path / "x.png")
+
+
+@pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no FBGEMM int8 kernels")
+def test_int8_decodes_with_int8_layers_and_agrees_with_fp32(run_dir: Path) -> None:
+    fp32 = Translator.load(run_dir, device="cpu", precision="fp32")
+    quantized = Translator.load(run_dir, device="cpu", precision="int8")
+    assert quantized.precision == "int8"
+    layers = list(quantized.model.modules())
+    assert any(isinstance(m, Int8Linear) for m in layers)
+    assert not any(type(m) is torch.nn.Linear for m in layers)
+    sources = dev_sources(12)
+    options: dict[str, Any] = dict(strategy="greedy", return_details=True)
+    ours, theirs = quantized.translate(sources, **options), fp32.translate(sources, **options)
+    same = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.tokens == b.tokens]
+    assert len(same) >= len(sources) // 2  # an untrained model: some near-ties may flip
+    for a, b in same:
+        assert a.score == pytest.approx(b.score, rel=0.05, abs=0.05 * len(a.tokens))
+    beams = quantized.translate(sources, strategy="beam")
+    assert len(beams) == len(sources)
+
+
+def test_int8_is_for_the_cpu(run_dir: Path) -> None:
+    fp32 = Translator.load(run_dir, device="cpu", precision="fp32")
+    with pytest.raises(ConfigError, match="precision: int8 decoding runs on the CPU, not meta"):
+        Translator(fp32.config, fp32.processor, fp32.model, torch.device("meta"), "int8")

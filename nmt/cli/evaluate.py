@@ -109,8 +109,8 @@ def evaluate(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="auto, fp32, bf16 or fp16 (GPU) arithmetic (default: the run's "
-            "train.precision).",
+            help="auto, fp32, bf16, fp16 (GPU) or int8 (x86 CPU) arithmetic (default: the "
+            "run's train.precision).",
             rich_help_panel=_DECODE_PANEL,
         ),
     ] = None,
