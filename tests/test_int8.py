@@ -59,6 +59,23 @@ def test_quantize_replaces_every_linear_and_leaves_the_rest() -> None:
     assert _relative_error(model(ids), expected) < 0.03
 
 
+def test_linear_then_relu_in_a_sequential_is_one_kernel() -> None:
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU())
+    x = torch.randn(4, 16)
+    expected = block(x)
+    quantize_linears(block)
+    first, second, last, relu = block
+    assert isinstance(first, Int8Linear) and first.relu and isinstance(second, nn.Identity)
+    assert isinstance(last, Int8Linear) and last.relu and isinstance(relu, nn.Identity)
+    out = block(x)
+    assert (out >= 0).all() and _relative_error(out, expected) < 0.03
+    # Outside a Sequential the order of calls is unknown: nothing is fused.
+    parallel = nn.ModuleDict({"a": nn.Linear(4, 4), "b": nn.ReLU()})
+    quantize_linears(parallel)
+    assert not parallel["a"].relu and type(parallel["b"]) is nn.ReLU
+
+
 def test_quantize_refuses_a_model_off_the_cpu() -> None:
     model = nn.Sequential(nn.Linear(4, 4)).to("meta")
     with pytest.raises(ConfigError, match="precision: int8 decoding runs on the CPU"):
