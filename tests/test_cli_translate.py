@@ -16,6 +16,7 @@ from test_translate import MODEL_TYPES, SPECIALS, build_run
 from typer.testing import CliRunner, Result
 
 from nmt.cli import app
+from nmt.models.int8 import int8_available
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -151,6 +152,16 @@ def test_errors_are_one_line(run_dir: Path, tmp_path: Path) -> None:
     assert both.exit_code == 2 and "not both" in one_error_line(both)
 
 
+@pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no FBGEMM int8 kernels")
+def test_int8_precision(run_dir: Path) -> None:
+    sources = ["我喜欢茶。", "", "他很高兴。"]
+    lines = ok_lines(translate(run_dir, "--precision", "int8", "--strategy", "beam", *sources))
+    assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]
+    bad = translate(run_dir, "你好", "--precision", "int4")
+    assert bad.exit_code == 2
+    assert "precision: expected one of auto, fp32, bf16, fp16, int8" in one_error_line(bad)
+
+
 def test_plot_attention(run_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     plots = tmp_path / "plots"
@@ -167,7 +178,7 @@ def test_help_documents_every_option() -> None:
     for option in ("--model", "--input", "--output", "--strategy", "--beam-size", "--n-best",
                    "--length-penalty", "--temperature", "--top-k", "--top-p", "--seed",
                    "--max-len-a", "--max-len-b", "--batch-size", "--device", "--replace-unk",
-                   "--format", "--plot-attention", "--checkpoint", "--errors"):
+                   "--format", "--plot-attention", "--checkpoint", "--errors", "--precision"):
         assert option in result.stdout, option
 
 
