@@ -57,7 +57,7 @@ def translate(
     precision: Annotated[
         str | None,
         typer.Option(help="auto, fp32, bf16, fp16 (GPU) or int8 (x86 CPU: int8 matrix "
-                     "products, faster, BLEU within a few tenths) arithmetic (default: the run's "
+                     "products; faster for Transformers) arithmetic (default: the run's "
                      "train.precision; auto is bf16 on GPUs and on CPUs with native bf16)."),
     ] = None,
     plot_attention: Annotated[
