@@ -386,3 +386,16 @@ def test_int8_is_for_the_cpu(run_dir: Path) -> None:
     fp32 = Translator.load(run_dir, device="cpu", precision="fp32")
     with pytest.raises(ConfigError, match="precision: int8 decoding runs on the CPU, not meta"):
         Translator(fp32.config, fp32.processor, fp32.model, torch.device("meta"), "int8")
+
+
+@pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no FBGEMM int8 kernels")
+def test_int8_concurrent_batches_give_what_one_at_a_time_gives(run_dir: Path) -> None:
+    # The packed int8 weights are shared by the decoding threads: they must only be read.
+    quantized = Translator.load(run_dir, device="cpu", precision="int8")
+    sources = dev_sources(14)
+    with torch_threads(1):
+        alone = quantized.translate(sources, batch_size=3, strategy="beam")
+    with torch_threads(2):
+        assert quantized._decode_workers(5) == 2
+        together = quantized.translate(sources, batch_size=3, strategy="beam")
+    assert together == alone
