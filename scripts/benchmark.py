@@ -431,6 +431,23 @@ def run_job(kind: str, spec: dict[str, Any], logs: Path) -> tuple[dict[str, Any]
         return json.loads(result_path.read_text(encoding="utf-8")), wall, rss
 
 
+# Runs a measured command from a small, fresh Python process and reports its figures as JSON.
+# Why not wait4 from here: Linux starts a child's peak RSS (ru_maxrss) at the RSS of the process
+# that forked it, and this process holds torch and the peak-matmul matrices (300+ MiB), which
+# would floor every figure (a `/bin/true` run from a 600 MiB parent reports 611 MiB).
+_MEASURE_CHILD = r"""
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - start
+scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # bytes vs KiB
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall": wall, "rss_mib": usage.ru_maxrss * scale,
+               "code": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
 def _run_measured(
     cmd: list[str], log: Path, threads: int | None = None
 ) -> tuple[float, float, int]:
@@ -441,17 +458,17 @@ def _run_measured(
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    with open(log, "wb") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = code = os.waitstatus_to_exitcode(status)
-            scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # bytes vs KiB
-            rss = usage.ru_maxrss * scale
-        else:  # pragma: no cover - Windows
-            code, rss = proc.wait(), float("nan")
-        return time.perf_counter() - start, rss, code
+    with open(log, "wb") as out, tempfile.TemporaryDirectory() as tmp:
+        if not hasattr(os, "wait4"):  # pragma: no cover - Windows
+            start = time.perf_counter()
+            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+            return time.perf_counter() - start, float("nan"), code
+        report = Path(tmp) / "measured.json"
+        launcher = [sys.executable, "-c", _MEASURE_CHILD, str(report), *cmd]
+        subprocess.run(launcher, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                       check=True)
+        measured = json.loads(report.read_text(encoding="utf-8"))
+        return measured["wall"], measured["rss_mib"], measured["code"]
 
 
 def translate_cmd(model: Model, *args: str) -> list[str]:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from nmt.models.int8 import int8_available
 
@@ -87,3 +88,22 @@ def test_missing_data_is_skipped_with_a_message(tmp_path: Path) -> None:
     assert "skipping absent" in done.stderr and "not found" in done.stderr
     results = json.loads((tmp_path / "out" / "benchmark.json").read_text(encoding="utf-8"))
     assert results["models"] == {} and len(results["skipped"]) == 1
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "wait4"), reason="peak RSS needs os.wait4")
+def test_a_childs_peak_memory_is_its_own(tmp_path: Path) -> None:
+    # Linux starts a child's ru_maxrss at its parent's RSS; the benchmark must not report ours.
+    benchmark = load_script("benchmark")
+    held = bytearray(400 * 2**20)
+    held[:: 4096] = b"\x01" * len(held[:: 4096])  # touch every page: 400 MiB resident here
+    small = [sys.executable, "-c", "print('small')"]
+    wall, rss, code = benchmark._run_measured(small, tmp_path / "small.log")
+    assert code == 0 and wall > 0 and (tmp_path / "small.log").read_text() == "small\n"
+    assert 0 < rss < 100, rss  # a bare interpreter: tens of MiB, not our 400+
+    grow = [sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'1' * len(b[::4096])"]
+    _, grown, _ = benchmark._run_measured(grow, tmp_path / "grow.log")
+    assert 200 < grown < 300, grown  # what the child itself touched
+    _, _, failed = benchmark._run_measured([sys.executable, "-c", "raise SystemExit(3)"],
+                                           tmp_path / "fail.log")
+    assert failed == 3
+    del held
