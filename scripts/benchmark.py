@@ -525,7 +525,7 @@ def measure_model(model: Model, args: argparse.Namespace, sizes: Sizes, logs: Pa
         ):
             runs = []
             for i in range(sizes.translate_repeats):
-                hyp = logs / f"{model.name}.hyp"
+                hyp = logs / f"{key}-{model.name}.hyp"
                 cmd = translate_cmd(model, "--input", str(src), "--output", str(hyp),
                                     "--strategy", "beam", "--beam-size", "5", *extra)
                 wall, rss, code = _run_measured(cmd, logs / f"{key}-{model.name}-{i}.log",
@@ -622,15 +622,15 @@ def markdown(results: dict[str, Any]) -> str:
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for name, m_ in proc:
             st = f"{m_['startup_s']['median']:.2f} s" if "startup_s" in m_ else "-"
-            tr = m_.get("translate")
-            whole = f"{tr['seconds']:.2f} s" if tr else "-"
-            rss = f"{tr['peak_rss_mib']:,.0f} MiB" if tr else "-"
-            n = tr["sentences"] if tr else "-"
-            lines.append(f"| {name} | {st} | {whole} | {n} | {rss} | {_grid_rss(m_)} |")
+            rows = [(name, "translate", st, _grid_rss(m_))]
             if "translate_int8" in m_:
-                q = m_["translate_int8"]
-                lines.append(f"| {name}, `--precision int8` | - | {q['seconds']:.2f} s "
-                             f"| {q['sentences']} | {q['peak_rss_mib']:,.0f} MiB | - |")
+                rows.append((f"{name}, `--precision int8`", "translate_int8", "-", "-"))
+            for label, key, startup, grid in rows:
+                tr = m_.get(key)
+                whole = f"{tr['seconds']:.2f} s" if tr else "-"
+                rss = f"{tr['peak_rss_mib']:,.0f} MiB" if tr else "-"
+                n = tr["sentences"] if tr else "-"
+                lines.append(f"| {label} | {startup} | {whole} | {n} | {rss} | {grid} |")
         lines.append("")
     for name, m_ in models.items():
         if not m_["trained"]:

@@ -42,7 +42,9 @@ class Int8Linear(nn.Module):
     def __init__(self, linear: nn.Linear, relu: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.relu = relu  # ReLU(linear(x)) in the same kernel
+        self.relu = relu
+        ops = torch.ops.quantized  # ReLU(linear(x)) in the same kernel when relu
+        self._kernel = ops.linear_relu_dynamic if relu else ops.linear_dynamic
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0
         bias = None if linear.bias is None else linear.bias.detach().float()
@@ -58,10 +60,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # reduce_range: 7-bit inputs, so the u8 x s8 pair sums of the AVX2/AVX-512 kernels
         # cannot saturate their 16-bit accumulators.
-        kernel = torch.ops.quantized.linear_relu_dynamic if self.relu else (
-            torch.ops.quantized.linear_dynamic
-        )
-        return kernel(x.float(), self._packed, True)
+        return self._kernel(x.float(), self._packed, True)
 
     def extra_repr(self) -> str:
         relu = ", relu" if self.relu else ""
