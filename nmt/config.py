@@ -39,6 +39,21 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True)
+class FilterConfig:
+    """Cleaning filters for web-crawled corpora (all off by default; Tatoeba needs none).
+
+    Each dropped pair is counted under the first rule it breaks, in this order: ``max_chars``,
+    ``script``, ``same``, ``max_ratio``, then ``dedup`` (which keeps a pair's first occurrence).
+    """
+
+    dedup: bool = False  # drop exact-duplicate pairs (after normalization)
+    max_chars: int = 0  # drop pairs with a side longer than this many characters; 0 = off
+    script: bool = False  # zh side must contain a Han character, en side mostly Latin letters
+    same: bool = False  # drop pairs whose source equals the target (untranslated copies)
+    max_ratio: float = 0.0  # drop pairs whose token counts differ by more than this factor; 0 = off
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the corpus is and how it becomes token ids.
 
@@ -48,7 +63,8 @@ class DataConfig:
     """
 
     format: Literal["tsv", "aligned"] = "tsv"
-    train: str = "data/sample/train.tsv"
+    # One corpus, or a list of corpora read in order; .gz, .xz and .bz2 files are decompressed.
+    train: str | tuple[str, ...] = "data/sample/train.tsv"
     dev: str | None = "data/sample/dev.tsv"
     test: str | None = "data/sample/test.tsv"
     src_lang: Lang = "zh"
@@ -61,6 +77,10 @@ class DataConfig:
     traditional_to_simplified: bool = False
     max_len: int = 100  # training pairs longer than this (in tokens, either side) are dropped
     strict: bool = False  # malformed TSV lines are an error instead of a counted warning
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    workers: int = 0  # processes that tokenize the corpus; 0 = the number of usable cores
+    # Sentencepiece models are trained on at most this many pairs, a seeded random sample.
+    sp_sample_sentences: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -340,6 +360,13 @@ def _check_values(cfg: Config) -> None:
         (data.min_freq >= 1, "data.min_freq", "must be >= 1"),
         (data.max_size >= 0, "data.max_size", "must be >= 0 (0 = no limit)"),
         (data.max_len >= 1, "data.max_len", "must be >= 1"),
+        (data.workers >= 0, "data.workers", "must be >= 0 (0 = the number of usable cores)"),
+        (data.sp_sample_sentences >= 1, "data.sp_sample_sentences", "must be >= 1"),
+        (data.filters.max_chars >= 0, "data.filters.max_chars", "must be >= 0 (0 = off)"),
+        (data.filters.max_ratio == 0 or data.filters.max_ratio >= 1, "data.filters.max_ratio",
+         "must be >= 1 (a factor between the two sides' token counts) or 0 (off)"),
+        (len(train_paths(data)) >= 1 and all(train_paths(data)), "data.train",
+         "must name at least one corpus"),
         (m.d_model >= 1, "model.d_model", "must be >= 1"),
         (m.hidden_size >= 1, "model.hidden_size", "must be >= 1"),
         (m.enc_layers >= 1, "model.enc_layers", "must be >= 1"),
@@ -458,11 +485,20 @@ def with_absolute_paths(cfg: Config) -> Config:
         return str(Path(p).absolute()) if p else p
 
     data = cfg.data
+    train: str | tuple[str, ...] = (
+        str(absolute(data.train)) if isinstance(data.train, str)
+        else tuple(str(absolute(p)) for p in data.train)
+    )
     return replace(cfg, data=replace(
-        data, train=str(absolute(data.train)), dev=absolute(data.dev), test=absolute(data.test),
+        data, train=train, dev=absolute(data.dev), test=absolute(data.test),
         src_tokenizer=replace(data.src_tokenizer, user_dict=absolute(data.src_tokenizer.user_dict)),
         tgt_tokenizer=replace(data.tgt_tokenizer, user_dict=absolute(data.tgt_tokenizer.user_dict)),
     ))  # fmt: skip
+
+
+def train_paths(data: DataConfig) -> tuple[str, ...]:
+    """``data.train`` as a tuple of corpora (one TSV file or aligned prefix each)."""
+    return (data.train,) if isinstance(data.train, str) else data.train
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,21 +1,27 @@
-"""Reading corpora line by line and writing run files atomically.
+"""Reading corpora line by line (plain or compressed) and writing run files atomically.
 
 Lines are split on ``\\n`` only. Python's text mode and :meth:`str.splitlines` also break on
 ``\\r``, ``\\x85``, ``\\u2028`` and friends, which occur inside real sentences and would silently
 shift every later line of one side of a parallel corpus against the other. A UTF-8 byte-order
 mark and Windows line endings are tolerated because downloaded corpora often have them.
+Files ending in ``.gz``, ``.xz`` or ``.bz2`` are decompressed on the fly; a truncated or corrupt
+one is an error naming the file and the line where it broke off.
 """
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import logging
+import lzma
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from nmt.errors import DataError
 
@@ -38,6 +44,56 @@ def open_binary(path: str | Path) -> BinaryIO:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as e:
         raise _read_error(path, e) from None
+
+
+# Suffix -> opener of a decompressing binary stream. What each raises on damaged input:
+# EOFError (truncated), zlib.error / lzma.LZMAError / OSError (corrupt, not that format).
+_DECOMPRESSORS: dict[str, Callable[[str], Any]] = {
+    ".gz": lambda p: gzip.open(p, "rb"),  # noqa: SIM115 - the caller closes it
+    ".xz": lambda p: lzma.open(p, "rb"),  # noqa: SIM115
+    ".bz2": lambda p: bz2.open(p, "rb"),  # noqa: SIM115
+}
+_DAMAGED = (EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def compression(path: str | Path) -> str | None:
+    """``".gz"``, ``".xz"`` or ``".bz2"`` when the file is read decompressed, else None."""
+    suffix = Path(path).suffix.lower()
+    return suffix if suffix in _DECOMPRESSORS else None
+
+
+def open_decompressed(path: str | Path) -> BinaryIO:
+    """A binary stream of the file's content, decompressed by its suffix (see
+    :func:`compression`); a one-line :class:`DataError` naming the file when it cannot be
+    opened."""
+    kind = compression(path)
+    handle = open_binary(path)
+    if kind is None:
+        return handle
+    handle.close()
+    return _DECOMPRESSORS[kind](str(path))  # type: ignore[no-any-return,unused-ignore]
+
+
+def _damaged(path: str | Path, line_no: int, e: BaseException) -> DataError:
+    detail = str(e).strip() or type(e).__name__
+    return DataError(f"{path}:{line_no}: truncated or corrupt {compression(path)} file "
+                     f"({detail}); download it again")
+
+
+def count_lines(path: str | Path) -> int | None:
+    """Number of lines of a plain file (a fast byte scan), for progress bars; None for a
+    compressed file (counting would mean decompressing it twice) or an unreadable one."""
+    if compression(path) is not None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            n = last = 0
+            for block in iter(lambda: f.read(1 << 22), b""):
+                n += block.count(b"\n")
+                last = block[-1]
+            return n + (last not in (0, 0x0A))
+    except OSError:
+        return None
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -113,16 +169,33 @@ def read_lines(path: str | Path) -> list[str]:
     Raises:
         DataError: the file is missing, unreadable or not valid UTF-8 (names file and line).
     """
+    if compression(path) is not None:
+        return list(iter_lines(path))
     return decode_lines(read_bytes(path), str(path))
 
 
 def iter_lines(path: str | Path) -> Iterator[str]:
-    """Like :func:`read_lines` but streaming, for inputs too large to hold (e.g. translate).
+    """Like :func:`read_lines` but streaming, for inputs too large to hold (corpora,
+    translate); compressed files are decompressed on the fly.
 
     Binary-mode iteration splits on ``\\n`` only, so the same rules hold line by line.
+
+    Raises:
+        DataError: missing/unreadable file, invalid UTF-8, or a truncated or corrupt
+            compressed file (``FILE:LINE: ...``, the line where it broke off).
     """
-    with open_binary(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
+    handle = open_decompressed(path)
+    line_no = 0
+    with handle:
+        lines = iter(handle)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except _DAMAGED as e:
+                raise _damaged(path, line_no + 1, e) from None
+            line_no += 1
             if line_no == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
             raw = raw[:-1] if raw.endswith(b"\n") else raw

@@ -121,6 +121,7 @@ def test_refuses_a_trained_run_before_writing_anything(make_config: MakeConfig) 
     (run / "checkpoints" / ".tmp-step-000001").mkdir(parents=True)  # an interrupted save
     build_vocab(cfg)  # is no trained model
     shutil.rmtree(run / "vocab")
+    shutil.rmtree(run / "cache")  # build-vocab leaves the training token cache too
     (run / "config.yaml").unlink()
     (run / "checkpoints" / "step-000001").mkdir()
     with pytest.raises(CheckpointError) as info:

@@ -44,6 +44,11 @@ def build_vocab_cmd(
         bool | None,
         typer.Option("--strict/--no-strict", help="Malformed corpus lines are errors."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Tokenizing processes (data.workers; 0 = one per usable core). "
+                     "The files are the same for any number."),
+    ] = None,
 ) -> None:
     """Read the corpus, tokenize it and write the vocabularies, then print a summary."""
     from nmt.config import load_config
@@ -63,6 +68,7 @@ def build_vocab_cmd(
             "data.min_freq": min_freq,
             "data.max_size": max_size,
             "data.strict": strict,
+            "data.workers": workers,
         },
         set_,
     )

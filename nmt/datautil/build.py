@@ -1,10 +1,13 @@
-"""``nmt build-vocab``: corpus -> (sentencepiece models) -> vocabularies, plus a summary.
+"""``nmt build-vocab``: corpus -> (sentencepiece models) -> vocabularies and the token cache.
 
-Reads the training corpus (and the dev corpus, for the OOV rate), tokenizes it as the config
-says, writes ``RUN_DIR/vocab/`` (see :func:`nmt.datautil.pipeline.vocab_layout`) and the
+Streams the training corpora once (:mod:`nmt.datautil.stream`: read, normalize, filter,
+tokenize in worker processes, count), builds the vocabularies from the counts, and writes
+``RUN_DIR/vocab/`` (see :func:`nmt.datautil.pipeline.vocab_layout`), the training token cache
+that ``nmt train`` then opens instead of tokenizing again (:mod:`nmt.datautil.shards`), and the
 resolved ``RUN_DIR/config.yaml`` (corpus paths made absolute). Every file is written atomically,
-and nothing depends on hash-randomised iteration order, so the same inputs give byte-identical
-files. A run directory that holds checkpoints is refused: its model belongs to its vocabulary.
+and nothing depends on hash-randomised iteration order or on the number of workers, so the same
+inputs give byte-identical files. A run directory that holds checkpoints is refused: its model
+belongs to its vocabulary. The dev corpus is small and read whole, for the OOV rate.
 """
 
 from __future__ import annotations
@@ -12,20 +15,38 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from nmt.config import Config, DataConfig, Lang, TokenizerConfig, dump_config, with_absolute_paths
-from nmt.datautil.corpus import ParallelCorpus, read_parallel
-from nmt.datautil.pipeline import VocabLayout, vocab_layout
-from nmt.datautil.tokenize import Tokenizer, build_tokenizer, train_sentencepiece
+from nmt.config import (
+    Config,
+    DataConfig,
+    Lang,
+    TokenizerConfig,
+    dump_config,
+    train_paths,
+    with_absolute_paths,
+)
+from nmt.datautil.cache import (
+    VOCAB_KEYS,
+    remove_other_train_caches,
+    train_cache_dir,
+    train_cache_key,
+)
+from nmt.datautil.corpus import read_parallel
+from nmt.datautil.pipeline import INCOMPLETE_MARK, VocabLayout, vocab_layout
+from nmt.datautil.shards import cache_size, write_shards
+from nmt.datautil.stream import (
+    CorpusCount,
+    SideCounts,
+    resolve_workers,
+    sample_texts,
+    tokenize_stream,
+)
+from nmt.datautil.tokenize import build_tokenizer, train_sentencepiece
 from nmt.datautil.vocab import SPECIALS, Vocabulary
 from nmt.errors import CheckpointError, DataError
 from nmt.fileio import atomic_write_text
@@ -72,7 +93,7 @@ class VocabReport:
     """What :func:`build_vocab` did; :meth:`format` is the text ``nmt build-vocab`` prints."""
 
     run_dir: str
-    train: CorpusStats
+    train: CorpusStats  # all training corpora together
     dev: CorpusStats | None
     src: SideStats
     tgt: SideStats
@@ -81,15 +102,24 @@ class VocabReport:
     max_len: int
     over_max_len: int
     seconds: float
+    workers: int = 1
+    cache: str = ""
+    cache_bytes: int = 0
+    sp_sampled: int = 0  # pairs the sentencepiece models were trained on (0: none trained)
+    train_parts: list[CorpusStats] = dataclasses.field(default_factory=list)  # per corpus
 
     def format(self) -> str:
         """A human-readable summary, one fact per line."""
         s, t = self.src, self.tgt
         lines = [f"build-vocab: {s.lang} -> {t.lang}, run dir {self.run_dir}", "corpus"]
-        for split, stats in (("train", self.train), ("dev", self.dev)):
+        parts = self.train_parts if len(self.train_parts) > 1 else []
+        splits = [("train", self.train), *(("  part", p) for p in parts), ("dev", self.dev)]
+        for split, stats in splits:
             if stats is not None:
                 lines.append(f"  {split:<6}{stats.path}: {stats.pairs:,} pairs, "
                              f"dropped {_dropped(stats.dropped)}")
+        if self.sp_sampled:
+            lines.append(f"  sentencepiece trained on {self.sp_sampled:,} pairs")
         rows = [
             ("", f"src {s.lang} ({s.tokenizer})", f"tgt {t.lang} ({t.tokenizer})"),
             (f"vocab size ({len(SPECIALS)} specials" + (", joint)" if self.joint else ")"),
@@ -109,8 +139,12 @@ class VocabReport:
         lines += [f"  {a:<32}{b:<24}{c}".rstrip() for a, b, c in rows]
         lines.append(f"  train pairs over max_len={self.max_len}: {self.over_max_len:,}"
                      " (training skips them)")
+        if self.cache:
+            lines.append(f"cache   {self.cache}: {self.cache_bytes / 2**20:,.1f} MiB "
+                         "(the token ids nmt train reads)")
         lines.append(f"wrote   {', '.join(self.files)}")
-        lines.append(f"time    {self.seconds:.1f} s")
+        lines.append(f"time    {self.seconds:.1f} s, {self.workers} tokenizing "
+                     f"worker{'s' if self.workers > 1 else ''}")
         return "\n".join(lines)
 
 
@@ -139,36 +173,25 @@ def percentiles(lengths: Sequence[int]) -> tuple[int, int, int, int]:
     return (rank(50), rank(90), rank(99), ordered[-1])
 
 
-def _tokenize_all(tok: Tokenizer, texts: Sequence[str], desc: str) -> list[list[str]]:
-    """Tokenize with a progress bar on stderr (shown on a terminal only).
-
-    Each distinct sentence is tokenized once: Tatoeba repeats a sentence for each of its
-    translations, and Moses and jieba are the slow part of the build.
-    """
-    seen: dict[str, list[str]] = {}
-    out = []
-    for text in tqdm(texts, desc=desc, unit="sent", file=sys.stderr, disable=None, leave=False,
-                     mininterval=0.5):
-        tokens = seen.get(text)
-        if tokens is None:
-            tokens = seen[text] = tok.tokenize(text)
-        out.append(tokens)
-    return out
-
-
-def _train_sentencepiece(cfg: Config, layout: VocabLayout, train: ParallelCorpus) -> list[Path]:
-    """Train the models the layout asks for; return the files written."""
+def _train_sentencepiece(cfg: Config, layout: VocabLayout, workers: int) -> tuple[list[Path], int]:
+    """Train the models the layout asks for on a seeded sample of the corpus; return the files
+    written and the number of pairs sampled (0 when no model is needed)."""
     data = cfg.data
+    if layout.src_spm is None and layout.tgt_spm is None:
+        return [], 0
+    src_texts, tgt_texts, seen = sample_texts(data, data.sp_sample_sentences, cfg.seed, workers)
+    if not seen:
+        raise DataError(f"{_train_name(data)}: no usable sentence pairs")
     jobs: list[tuple[Path, str, list[str], float]] = []
     if layout.joint_spm and layout.src_spm is not None:
         src, tgt = data.src_tokenizer, data.tgt_tokenizer
         if (src.sp_model_type, src.sp_vocab_size) != (tgt.sp_model_type, tgt.sp_vocab_size):
             log.warning("joint sentencepiece model: using the data.src_tokenizer settings")
-        jobs.append((layout.src_spm, "src_tokenizer", train.src + train.tgt, 0.9995))
+        jobs.append((layout.src_spm, "src_tokenizer", src_texts + tgt_texts, 0.9995))
     else:
         for spm_path, side, texts, lang in (
-            (layout.src_spm, "src_tokenizer", train.src, data.src_lang),
-            (layout.tgt_spm, "tgt_tokenizer", train.tgt, data.tgt_lang),
+            (layout.src_spm, "src_tokenizer", src_texts, data.src_lang),
+            (layout.tgt_spm, "tgt_tokenizer", tgt_texts, data.tgt_lang),
         ):
             if spm_path is not None:
                 # Chinese has thousands of rare characters; covering the last 0.05% of
@@ -176,24 +199,28 @@ def _train_sentencepiece(cfg: Config, layout: VocabLayout, train: ParallelCorpus
                 jobs.append((spm_path, side, texts, 1.0 if lang == "en" else 0.9995))
     for path, side, texts, coverage in jobs:
         tok_cfg: TokenizerConfig = getattr(data, side)
-        log.info("training sentencepiece %s -> %s", tok_cfg.sp_model_type, path)
+        log.info("training sentencepiece %s on %d sentences -> %s", tok_cfg.sp_model_type,
+                 len(texts), path)
         try:
             train_sentencepiece(texts, path, model_type=tok_cfg.sp_model_type,
                                 vocab_size=tok_cfg.sp_vocab_size, character_coverage=coverage,
                                 seed=cfg.seed)
         except DataError as e:
             raise DataError(f"data.{side}.sp_vocab_size={tok_cfg.sp_vocab_size}: {e}") from None
-    return [path for path, *_ in jobs]
+    return [path for path, *_ in jobs], len(src_texts)
 
 
-def _side_stats(lang: Lang, tok_cfg: TokenizerConfig, vocab: Vocabulary,
-                train: list[list[str]], dev: list[list[str]] | None) -> SideStats:
-    train_tokens = sum(len(s) for s in train)
-    covered = sum(1 for s in train for tok in s if tok in vocab)
+def _train_name(data: DataConfig) -> str:
+    return ", ".join(train_paths(data))
+
+
+def _side_stats(lang: Lang, tok_cfg: TokenizerConfig, vocab: Vocabulary, train: SideCounts,
+                counts: dict[str, int], dev: list[list[str]] | None) -> SideStats:
+    covered = sum(n for tok, n in counts.items() if tok in vocab)
     dev_tokens = sum(len(s) for s in dev) if dev is not None else 0
     dev_oov = sum(1 for s in dev for tok in s if tok not in vocab) if dev is not None else 0
-    return SideStats(lang, tok_cfg.type, len(vocab), train_tokens, covered, dev_tokens, dev_oov,
-                     percentiles([len(s) for s in train]))
+    return SideStats(lang, tok_cfg.type, len(vocab), train.tokens, covered, dev_tokens, dev_oov,
+                     train.percentiles())
 
 
 def _remove_stale(layout: VocabLayout, written: list[Path]) -> None:
@@ -204,12 +231,6 @@ def _remove_stale(layout: VocabLayout, written: list[Path]) -> None:
         if name not in keep and path.is_file():
             log.info("removing %s from an earlier build", path)
             path.unlink()
-
-
-# The data settings a vocabulary is built from. A model trained on it is tied to these values;
-# the other data keys (max_len, dev, test, strict) can change at any time.
-VOCAB_KEYS = ("format", "train", "src_lang", "tgt_lang", "src_tokenizer", "tgt_tokenizer",
-              "joint_vocab", "min_freq", "max_size", "traditional_to_simplified")
 
 
 def vocab_change(built: DataConfig, wanted: DataConfig) -> tuple[str, Any, Any] | None:
@@ -244,60 +265,88 @@ def _refuse_trained_run(run_dir: Path) -> None:
         )
 
 
-def build_vocab(cfg: Config) -> VocabReport:
-    """Build and write the vocabularies a config describes; return the summary.
+def build_vocab(cfg: Config, workers: int | None = None) -> VocabReport:
+    """Build and write the vocabularies and the training token cache a config describes;
+    return the summary.
+
+    Args:
+        cfg: the config.
+        workers: tokenizing processes (default ``data.workers``; 0 = the usable cores).
 
     Raises:
         CheckpointError: the run directory already holds checkpoints (nothing is written).
-        DataError: unreadable/misaligned corpus, no usable pairs, sentencepiece failure.
+        DataError: unreadable/misaligned corpus, no usable pairs, sentencepiece failure, a
+            worker that died. Nothing half-written is left for a later run to trust.
     """
     start = time.perf_counter()
-    _refuse_trained_run(Path(cfg.run_dir))
+    run_dir = Path(cfg.run_dir)
+    _refuse_trained_run(run_dir)
+    cfg = with_absolute_paths(cfg)  # the token cache key is computed from absolute paths
     data = cfg.data
-    train = read_parallel(data.train, data)
-    if not len(train):
-        raise DataError(f"{data.train}: no usable sentence pairs")
+    n_workers = resolve_workers(data, workers)
     dev = read_parallel(data.dev, data) if data.dev else None
-    layout = vocab_layout(cfg.run_dir, data)
-    written = _train_sentencepiece(cfg, layout, train)
+    layout = vocab_layout(run_dir, data)
+    # Until the end, the vocabulary directory says it is incomplete: an interrupted build
+    # (Ctrl-C, a killed worker) leaves nothing that nmt train would take for finished.
+    marker = layout.directory / INCOMPLETE_MARK
+    atomic_write_text(marker, "nmt build-vocab is writing this directory\n")
+    written, sampled = _train_sentencepiece(cfg, layout, n_workers)
+    spm = (str(layout.src_spm) if layout.src_spm else None,
+           str(layout.tgt_spm) if layout.tgt_spm else None)
+    with tokenize_stream(data, spm, run_dir / "cache", n_workers) as stream:
+        if not stream.pairs:
+            raise DataError(f"{_train_name(data)}: no usable sentence pairs")
+        counts = {"src": stream.counts("src"), "tgt": stream.counts("tgt")}
+        if layout.joint:
+            src_vocab = tgt_vocab = Vocabulary.build(stream.counts("both"), data.min_freq,
+                                                     data.max_size)
+            src_vocab.save(layout.src_vocab)
+            written.append(layout.src_vocab)
+        else:
+            src_vocab = Vocabulary.build(counts["src"], data.min_freq, data.max_size)
+            tgt_vocab = Vocabulary.build(counts["tgt"], data.min_freq, data.max_size)
+            src_vocab.save(layout.src_vocab)
+            tgt_vocab.save(layout.tgt_vocab)
+            written += [layout.src_vocab, layout.tgt_vocab]
+        _remove_stale(layout, written)
+        marker.unlink()  # the vocabulary is complete; the cache key hashes its files
+        key = train_cache_key(cfg)
+        cache = write_shards(stream, src_vocab, tgt_vocab, train_cache_dir(run_dir, key), key)
+        remove_other_train_caches(run_dir, cache)
+        config_path = run_dir / "config.yaml"
+        atomic_write_text(config_path, dump_config(cfg))
 
-    src_tok = build_tokenizer(data.src_tokenizer, data.src_lang, layout.src_spm)
-    tgt_tok = build_tokenizer(data.tgt_tokenizer, data.tgt_lang, layout.tgt_spm)
-    src_train = _tokenize_all(src_tok, train.src, f"tokenize train {data.src_lang}")
-    tgt_train = _tokenize_all(tgt_tok, train.tgt, f"tokenize train {data.tgt_lang}")
-    src_dev = tgt_dev = None
-    if dev is not None:
-        src_dev = _tokenize_all(src_tok, dev.src, f"tokenize dev {data.src_lang}")
-        tgt_dev = _tokenize_all(tgt_tok, dev.tgt, f"tokenize dev {data.tgt_lang}")
+        src_dev = tgt_dev = None
+        if dev is not None:
+            src_tok = build_tokenizer(data.src_tokenizer, data.src_lang, layout.src_spm)
+            tgt_tok = build_tokenizer(data.tgt_tokenizer, data.tgt_lang, layout.tgt_spm)
+            src_dev = [src_tok.tokenize(s) for s in dev.src]
+            tgt_dev = [tgt_tok.tokenize(t) for t in dev.tgt]
+        return VocabReport(
+            run_dir=str(cfg.run_dir),
+            train=_total(stream.corpora),
+            train_parts=[CorpusStats(c.path, c.pairs, dict(c.dropped)) for c in stream.corpora],
+            dev=CorpusStats(str(data.dev), len(dev), dict(dev.dropped))
+            if dev is not None else None,
+            src=_side_stats(data.src_lang, data.src_tokenizer, src_vocab, stream.src,
+                            counts["src"], src_dev),
+            tgt=_side_stats(data.tgt_lang, data.tgt_tokenizer, tgt_vocab, stream.tgt,
+                            counts["tgt"], tgt_dev),
+            joint=layout.joint,
+            files=[str(p) for p in written] + [str(config_path)],
+            max_len=data.max_len,
+            over_max_len=stream.over_max_len,
+            seconds=time.perf_counter() - start,
+            workers=n_workers,
+            cache=str(cache),
+            cache_bytes=cache_size(cache),
+            sp_sampled=sampled,
+        )
 
-    src_counts = Counter(tok for sent in src_train for tok in sent)
-    tgt_counts = Counter(tok for sent in tgt_train for tok in sent)
-    if layout.joint:
-        src_vocab = tgt_vocab = Vocabulary.build(src_counts + tgt_counts, data.min_freq,
-                                                 data.max_size)
-        src_vocab.save(layout.src_vocab)
-        written.append(layout.src_vocab)
-    else:
-        src_vocab = Vocabulary.build(src_counts, data.min_freq, data.max_size)
-        tgt_vocab = Vocabulary.build(tgt_counts, data.min_freq, data.max_size)
-        src_vocab.save(layout.src_vocab)
-        tgt_vocab.save(layout.tgt_vocab)
-        written += [layout.src_vocab, layout.tgt_vocab]
-    _remove_stale(layout, written)
-    config_path = Path(cfg.run_dir) / "config.yaml"
-    atomic_write_text(config_path, dump_config(with_absolute_paths(cfg)))
 
-    over = sum(1 for s, t in zip(src_train, tgt_train, strict=True)
-               if max(len(s), len(t)) > data.max_len)
-    return VocabReport(
-        run_dir=cfg.run_dir,
-        train=CorpusStats(str(data.train), len(train), dict(train.dropped)),
-        dev=CorpusStats(str(data.dev), len(dev), dict(dev.dropped)) if dev is not None else None,
-        src=_side_stats(data.src_lang, data.src_tokenizer, src_vocab, src_train, src_dev),
-        tgt=_side_stats(data.tgt_lang, data.tgt_tokenizer, tgt_vocab, tgt_train, tgt_dev),
-        joint=layout.joint,
-        files=[str(p) for p in written] + [str(config_path)],
-        max_len=data.max_len,
-        over_max_len=over,
-        seconds=time.perf_counter() - start,
-    )
+def _total(counts: list[CorpusCount]) -> CorpusStats:
+    dropped: dict[str, int] = {}
+    for c in counts:
+        for reason, n in c.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    return CorpusStats(", ".join(c.path for c in counts), sum(c.pairs for c in counts), dropped)

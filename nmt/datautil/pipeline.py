@@ -18,6 +18,8 @@ from nmt.datautil.vocab import Vocabulary
 from nmt.errors import CheckpointError
 
 VOCAB_DIR = "vocab"
+# Present while build-vocab writes the directory; left behind by an interrupted build.
+INCOMPLETE_MARK = ".incomplete"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class TextProcessor:
             DataError: a file is there but malformed.
         """
         layout = vocab_layout(run_dir, data_cfg)
+        if (layout.directory / INCOMPLETE_MARK).exists():
+            raise CheckpointError(
+                f"{layout.directory}: an earlier nmt build-vocab did not finish; run it again"
+            )
         needed = [layout.src_vocab, layout.tgt_vocab, layout.src_spm, layout.tgt_spm]
         for path in needed:
             if path is not None and not path.is_file():

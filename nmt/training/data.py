@@ -1,8 +1,11 @@
 """Corpora as token ids for training and validation, cached in ``RUN_DIR/cache``.
 
-Tokenizing (jieba especially) is the slow part of start-up, so the ids are cached under a key
-made of the corpus bytes, the vocabulary/tokenizer files and the data settings: change any of
-them and the cache is rebuilt, otherwise a second run (or a resume) loads it in milliseconds.
+The training corpus is tokenized once, by ``nmt build-vocab``, into memory-mapped shards
+(:mod:`nmt.datautil.shards`) under a key made of the corpus bytes, the vocabulary files and the
+data settings (:func:`nmt.datautil.cache.train_cache_key`); training opens them in a moment and
+never loads the corpus into memory. When the cache is missing or stale (deleted, or the corpus
+changed since build-vocab), it is rebuilt here with the same streaming code and
+``data.workers`` processes. The dev set is small: its ids are kept in one ``.npz`` file.
 """
 
 from __future__ import annotations
@@ -12,12 +15,22 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt.config import Config, DataConfig, config_to_dict
+from nmt.config import Config, config_to_dict
 from nmt.datautil.batching import TokenizedCorpus, cache_key, cached_corpus
-from nmt.datautil.corpus import aligned_paths, read_parallel
+from nmt.datautil.cache import (
+    corpus_files,
+    remove_other_train_caches,
+    train_cache_dir,
+    train_cache_key,
+)
+from nmt.datautil.corpus import read_parallel
 from nmt.datautil.pipeline import TextProcessor, vocab_layout
+from nmt.datautil.shards import CacheUnreadable, ShardedCorpus, write_shards
+from nmt.datautil.stream import resolve_workers, tokenize_stream
 
 log = logging.getLogger(__name__)
+
+__all__ = ["DevSet", "corpus_files", "load_dev", "load_train"]
 
 
 @dataclass(frozen=True)
@@ -28,50 +41,45 @@ class DevSet:
     references: list[str]
 
 
-def corpus_files(data_cfg: DataConfig, path: str) -> list[Path]:
-    """The files a corpus setting reads (one TSV, or the two aligned files)."""
-    if data_cfg.format == "aligned":
-        return list(aligned_paths(path))
-    return [Path(path)]
+def load_train(cfg: Config, processor: TextProcessor) -> ShardedCorpus:
+    """Training pairs as ids; pairs empty on a side or longer than ``data.max_len`` left out.
+
+    ``cfg`` must carry absolute corpus paths (:func:`nmt.config.with_absolute_paths`), as
+    ``build-vocab`` computed the cache key from them.
+    """
+    run_dir = Path(cfg.run_dir)
+    key = train_cache_key(cfg)
+    directory = train_cache_dir(run_dir, key)
+    if directory.is_dir():
+        try:
+            corpus = ShardedCorpus(directory, cfg.data.max_len, key)
+            log.debug("token cache hit: %s", directory)
+            return _report(cfg, corpus)
+        except CacheUnreadable as e:
+            log.warning("%s: unreadable token cache (%s); rebuilding it", directory, e)
+    log.info("no token cache for this corpus and vocabulary yet; tokenizing %s",
+             cfg.data.train)
+    layout = vocab_layout(run_dir, cfg.data)
+    spm = (str(layout.src_spm) if layout.src_spm else None,
+           str(layout.tgt_spm) if layout.tgt_spm else None)
+    with tokenize_stream(cfg.data, spm, run_dir / "cache", resolve_workers(cfg.data)) as stream:
+        write_shards(stream, processor.src_vocab, processor.tgt_vocab, directory, key)
+    remove_other_train_caches(run_dir, directory)
+    return _report(cfg, ShardedCorpus(directory, cfg.data.max_len, key))
 
 
-def _key(cfg: Config, path: str, split: str) -> str:
+def _report(cfg: Config, corpus: ShardedCorpus) -> ShardedCorpus:
+    if corpus.too_long:
+        log.info("%s: %d pairs longer than data.max_len=%d left out", cfg.data.train,
+                 corpus.too_long, cfg.data.max_len)
+    return corpus
+
+
+def _dev_key(cfg: Config, path: str) -> str:
     layout = vocab_layout(cfg.run_dir, cfg.data)
     vocab_files = sorted(p for p in layout.directory.iterdir() if p.is_file())
-    settings = json.dumps({"split": split, "data": config_to_dict(cfg.data)}, sort_keys=True)
+    settings = json.dumps({"split": "dev", "data": config_to_dict(cfg.data)}, sort_keys=True)
     return cache_key([*corpus_files(cfg.data, path), *vocab_files], settings)
-
-
-def load_train(cfg: Config, processor: TextProcessor) -> TokenizedCorpus:
-    """Training pairs as ids; pairs empty on a side or longer than ``data.max_len`` dropped."""
-
-    def build() -> TokenizedCorpus:
-        # normalize=False: encode_src/encode_tgt normalize, once.
-        pairs = read_parallel(cfg.data.train, cfg.data, normalize=False)
-        src, tgt = [], []
-        too_long = 0
-        for s_text, t_text in zip(pairs.src, pairs.tgt, strict=True):
-            s, t = processor.encode_src(s_text), processor.encode_tgt(t_text)
-            if not s or not t:
-                continue
-            if max(len(s), len(t)) > cfg.data.max_len:
-                too_long += 1
-                continue
-            src.append(s)
-            tgt.append(t)
-        if too_long:
-            log.info(
-                "%s: %d pairs longer than data.max_len=%d left out",
-                cfg.data.train,
-                too_long,
-                cfg.data.max_len,
-            )
-        return TokenizedCorpus.from_lists(src, tgt)
-
-    corpus = cached_corpus(
-        Path(cfg.run_dir) / "cache", "train", _key(cfg, cfg.data.train, "train"), build
-    )
-    return corpus
 
 
 def load_dev(cfg: Config, processor: TextProcessor) -> DevSet | None:
@@ -90,5 +98,5 @@ def load_dev(cfg: Config, processor: TextProcessor) -> DevSet | None:
         tgt = [processor.encode_tgt(pairs.tgt[i]) for i in keep]
         return TokenizedCorpus.from_lists(src, tgt)
 
-    key = _key(cfg, cfg.data.dev, "dev")
+    key = _dev_key(cfg, cfg.data.dev)
     return DevSet(cached_corpus(Path(cfg.run_dir) / "cache", "dev", key, build), references)

@@ -13,6 +13,7 @@ on every rank and one checkpoint resumes them all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -73,7 +74,7 @@ class TrainingSession:
         self.sampler = TokenBatchSampler(
             self.corpus.src_lengths(), self.corpus.tgt_lengths(), cfg.train.batch_tokens, cfg.seed
         )
-        self._epoch_cache: tuple[int, list[list[int]]] = (-1, [])
+        self._epoch_cache: tuple[int, Sequence[list[int]]] = (-1, [])
         src_size, tgt_size = len(self.processor.src_vocab), len(self.processor.tgt_vocab)
         self.model = build_model(
             cfg.model, src_size, tgt_size, shared_vocab=self.processor.joint, pad_id=PAD_ID
@@ -138,7 +139,7 @@ class TrainingSession:
         where = f" world={w}" if w > 1 else ""
         return f"seed={c.seed} batch_tokens={c.train.batch_tokens} pairs={len(self.corpus)}{where}"
 
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+    def _epoch_batches(self, epoch: int) -> Sequence[list[int]]:
         """This rank's batches of ``epoch``: the same list on every rank, dealt out so that all
         ranks get as many batches and each example is used once (``shard_batches``)."""
         if self._epoch_cache[0] != epoch:

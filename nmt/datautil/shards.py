@@ -1,0 +1,214 @@
+"""The training token cache: memory-mapped ``.npy`` shards with a JSON index.
+
+Layout of ``RUN_DIR/cache/train-KEY/`` (KEY hashes the corpora, the vocabulary files and the
+settings that shape the ids; see :func:`nmt.training.data.train_cache_key`)::
+
+    index.json               format, key, pair count, dtypes, the shards in order
+    shard-00000.src.npy      source ids of the shard's pairs, flat (uint16 when they fit)
+    shard-00000.src_off.npy  int64 offsets: pair i is src[off[i]:off[i + 1]]
+    shard-00000.src_len.npy  source lengths (uint16, or uint32 for longer sentences)
+    shard-00000.tgt*.npy     the same for the target side
+
+Why ``.npy`` and not Arrow: numpy is already a dependency, ``np.load(mmap_mode="r")`` maps a
+file with no copy and no parsing, every process of a torchrun job maps the same pages, and
+anyone can read the files back with two lines of numpy. The cache holds *every* pair that
+``build-vocab`` kept; pairs empty after tokenizing or longer than ``data.max_len`` are left out
+when it is opened, so changing ``max_len`` needs no new cache.
+
+A cache directory is written under a temporary name and renamed into place once complete, so
+an interrupted build never leaves anything that a later run takes for finished.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from nmt.datautil.stream import TokenStream, new_temporary
+from nmt.datautil.vocab import Vocabulary
+from nmt.fileio import atomic_write_text, fsync_dir
+
+log = logging.getLogger(__name__)
+
+SHARD_FORMAT = "nmt-token-shards-v1"
+SHARD_PAIRS = 1 << 18  # pairs per shard: bounds the memory of writing one
+_BLOCK = 1 << 16  # pairs remapped at a time
+
+
+def _ids_dtype(vocab: Vocabulary) -> np.dtype:
+    return np.dtype(np.uint16 if len(vocab) <= 1 << 16 else np.int32)
+
+
+def write_shards(stream: TokenStream, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
+                 directory: Path, key: str, shard_pairs: int = SHARD_PAIRS) -> Path:
+    """Map the stream's provisional ids to vocabulary ids and write the cache at
+    ``directory`` (replacing an older one there); return ``directory``."""
+    mapping = {}
+    for side, vocab in (("src", src_vocab), ("tgt", tgt_vocab)):
+        mapping[side] = np.array([vocab.token_to_id(t) for t in stream.tokens],
+                                 dtype=_ids_dtype(vocab))
+    tmp = new_temporary(directory.parent)
+    try:
+        shards = _write(stream, mapping, tmp, shard_pairs)
+        index = {"format": SHARD_FORMAT, "key": key, "pairs": stream.pairs,
+                 "src_dtype": str(mapping["src"].dtype), "tgt_dtype": str(mapping["tgt"].dtype),
+                 "shards": shards}
+        atomic_write_text(tmp / "index.json", json.dumps(index, indent=1) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+        fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _write(stream: TokenStream, mapping: dict[str, np.ndarray], out: Path, shard_pairs: int
+           ) -> list[dict[str, Any]]:
+    handles = {name: open(stream.files(name), "rb")  # noqa: SIM115
+               for name in ("src_ids", "tgt_ids", "src_len", "tgt_len")}
+    shards: list[dict[str, Any]] = []
+    bar = tqdm(total=stream.pairs, desc="encode train", unit=" pairs", unit_scale=True,
+               file=sys.stderr, disable=None, leave=False, mininterval=0.5)
+    try:
+        done = 0
+        while done < stream.pairs:
+            n = min(shard_pairs, stream.pairs - done)
+            name = f"shard-{len(shards):05d}"
+            entry: dict[str, Any] = {"name": name, "pairs": n}
+            for side in ("src", "tgt"):
+                lengths = np.fromfile(handles[f"{side}_len"], dtype=np.uint32, count=n)
+                offsets = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                ids = np.empty(int(offsets[-1]), dtype=mapping[side].dtype)
+                # Remap in blocks: the shard's provisional ids never sit in memory at once.
+                for start in range(0, n, _BLOCK):
+                    stop = min(n, start + _BLOCK)
+                    a, b = int(offsets[start]), int(offsets[stop])
+                    block = np.fromfile(handles[f"{side}_ids"], dtype=np.uint32, count=b - a)
+                    ids[a:b] = mapping[side][block]
+                small = int(lengths.max(initial=0)) < 1 << 16
+                np.save(out / f"{name}.{side}.npy", ids)
+                np.save(out / f"{name}.{side}_off.npy", offsets)
+                np.save(out / f"{name}.{side}_len.npy",
+                        lengths.astype(np.uint16 if small else np.uint32))
+                entry[f"{side}_tokens"] = int(offsets[-1])
+            shards.append(entry)
+            done += n
+            bar.update(n)
+    finally:
+        bar.close()
+        for f in handles.values():
+            f.close()
+    return shards
+
+
+class CacheUnreadable(ValueError):
+    """A cache directory is incomplete, of another format or inconsistent (rebuild it)."""
+
+
+class ShardedCorpus:
+    """The pairs of a shard cache, memory-mapped, that training uses.
+
+    Pairs with an empty side or longer than ``max_len`` tokens on either side are left out;
+    example ``i`` is the ``i``-th pair kept. Same interface as
+    :class:`nmt.datautil.batching.TokenizedCorpus`.
+
+    Raises:
+        CacheUnreadable: from the constructor, when the cache cannot be used.
+    """
+
+    def __init__(self, directory: str | Path, max_len: int, key: str | None = None) -> None:
+        self.directory = Path(directory)
+        try:
+            index = json.loads((self.directory / "index.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CacheUnreadable(f"no readable index.json ({e})") from None
+        if index.get("format") != SHARD_FORMAT:
+            raise CacheUnreadable(f"unknown cache format {index.get('format')!r}")
+        if key is not None and index.get("key") != key:
+            raise CacheUnreadable("the index names another key")
+        self.total_pairs = int(index["pairs"])
+        self._src: list[np.ndarray] = []
+        self._tgt: list[np.ndarray] = []
+        self._src_off: list[np.ndarray] = []
+        self._tgt_off: list[np.ndarray] = []
+        starts: list[int] = []
+        src_len: list[np.ndarray] = []
+        tgt_len: list[np.ndarray] = []
+        first = 0
+        try:
+            for shard in index["shards"]:
+                name, n = shard["name"], int(shard["pairs"])
+                for side, ids, offs, lens in (("src", self._src, self._src_off, src_len),
+                                              ("tgt", self._tgt, self._tgt_off, tgt_len)):
+                    ids.append(self._map(f"{name}.{side}.npy"))
+                    off = self._map(f"{name}.{side}_off.npy")
+                    length = np.load(self.directory / f"{name}.{side}_len.npy")
+                    if len(off) != n + 1 or len(length) != n or int(off[-1]) != len(ids[-1]):
+                        raise CacheUnreadable(f"{name}.{side}: sizes do not match the index")
+                    offs.append(off)
+                    lens.append(length)
+                starts.append(first)
+                first += n
+        except (OSError, ValueError, KeyError) as e:
+            raise CacheUnreadable(str(e)) from None
+        if first != self.total_pairs:
+            raise CacheUnreadable("the shards do not add up to the pair count")
+        self._starts = starts
+        all_src = np.concatenate(src_len) if src_len else np.zeros(0, np.uint16)
+        all_tgt = np.concatenate(tgt_len) if tgt_len else np.zeros(0, np.uint16)
+        ok = (all_src > 0) & (all_tgt > 0) & (np.maximum(all_src, all_tgt) <= max_len)
+        index_dtype = np.int32 if self.total_pairs < 2**31 else np.int64
+        self._kept = np.flatnonzero(ok).astype(index_dtype)
+        self.too_long = int(((all_src > 0) & (all_tgt > 0)).sum()) - len(self._kept)
+        self._src_len = all_src[self._kept]
+        self._tgt_len = all_tgt[self._kept]
+
+    def _map(self, name: str) -> np.ndarray:
+        # A plain ndarray view of the memory map: indexing it skips np.memmap's overhead.
+        return np.load(self.directory / name, mmap_mode="r").view(np.ndarray)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        g = int(self._kept[i])
+        shard = bisect.bisect_right(self._starts, g) - 1
+        return shard, g - self._starts[shard]
+
+    def src(self, i: int) -> np.ndarray:
+        shard, j = self._locate(i)
+        off = self._src_off[shard]
+        return self._src[shard][off[j] : off[j + 1]]
+
+    def tgt(self, i: int) -> np.ndarray:
+        shard, j = self._locate(i)
+        off = self._tgt_off[shard]
+        return self._tgt[shard][off[j] : off[j + 1]]
+
+    def src_lengths(self) -> np.ndarray:
+        """``(n,)`` source lengths of the kept pairs (without ``</s>``)."""
+        return self._src_len
+
+    def tgt_lengths(self) -> np.ndarray:
+        return self._tgt_len
+
+    def pairs(self, indices: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.src(i), self.tgt(i)) for i in indices]
+
+
+def cache_size(directory: Path) -> int:
+    """Bytes of the files of a cache directory."""
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
