@@ -81,6 +81,10 @@ class DataConfig:
     workers: int = 0  # processes that tokenize the corpus; 0 = the number of usable cores
     # Sentencepiece models are trained on at most this many pairs, a seeded random sample.
     sp_sample_sentences: int = 1_000_000
+    # Sentencepiece's training threads. The model depends on the count (for a given count it
+    # is reproducible), so the default of 1 gives the same model on every machine; 0 = the
+    # number of usable cores.
+    sp_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -362,6 +366,7 @@ def _check_values(cfg: Config) -> None:
         (data.max_len >= 1, "data.max_len", "must be >= 1"),
         (data.workers >= 0, "data.workers", "must be >= 0 (0 = the number of usable cores)"),
         (data.sp_sample_sentences >= 1, "data.sp_sample_sentences", "must be >= 1"),
+        (data.sp_threads >= 0, "data.sp_threads", "must be >= 0 (0 = the number of usable cores)"),
         (data.filters.max_chars >= 0, "data.filters.max_chars", "must be >= 0 (0 = off)"),
         (data.filters.max_ratio == 0 or data.filters.max_ratio >= 1, "data.filters.max_ratio",
          "must be >= 1 (a factor between the two sides' token counts) or 0 (off)"),

@@ -4,6 +4,7 @@
     python scripts/benchmark.py                          # the cmn-eng Transformer and GRU recipes
     python scripts/benchmark.py --model runs/cmn_zh_en_transformer   # a trained run
     python scripts/benchmark.py --quick --out /tmp/bench              # CI smoke, < 1 minute
+    python scripts/benchmark.py --data          # build-vocab and training start at 1M/3M pairs
 
 Writes ``OUT/benchmark.json`` and ``OUT/benchmark.md`` (default OUT: ``runs/benchmark``) and
 prints the table. Every job (one training precision, the decoding grid, one ``nmt translate``)
@@ -678,6 +679,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--data" in argv:  # the data benchmark: its own script, its own options
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import benchmark_data
+
+        return int(benchmark_data.main([a for a in argv if a != "--data"]))
     args = parse_args(argv)
     if args.job:  # inside a job process, set up as `nmt` is
         from nmt.cli.common import limit_kernel_caches

@@ -116,3 +116,17 @@ def test_cache_key_of_a_missing_corpus_names_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"gone\.tsv: file not found") as info:
         cache_key([missing], "settings")
     assert "\n" not in str(info.value)
+
+
+def test_epoch_batches_are_compact_and_behave_like_lists() -> None:
+    corpus = _random_corpus(700, max_len=40)
+    sampler = TokenBatchSampler(corpus.src_lengths(), corpus.tgt_lengths(), 300, seed=5)
+    batches = sampler.epoch_batches(1)
+    as_lists = [list(b) for b in batches]
+    assert batches.order.dtype == np.int32 and len(batches.order) == 700
+    assert batches == as_lists and batches[-1] == as_lists[-1] and batches[1:3] == as_lists[1:3]
+    # The vectorised padding figure is the one the plain loop gives.
+    assert sampler.padding_fraction(batches) == pytest.approx(sampler.padding_fraction(as_lists))
+    assert shard_batches(batches, 0, 1) is batches  # one process: no copy
+    empty = TokenBatchSampler(np.zeros(0), np.zeros(0), 100, seed=0).epoch_batches(0)
+    assert len(empty) == 0 and sampler.padding_fraction(empty) == 0.0

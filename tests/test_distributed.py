@@ -117,6 +117,8 @@ def test_both_ranks_end_identical_and_only_rank_0_writes(reference: dict[str, An
     assert sorted(_losses(run)) == list(range(1, STEPS + 1))
     # Every rank ran the same command; only rank 0 reports.
     assert reference["proc"].stdout.count(f"training max_steps at step {STEPS}") == 1
+    # Rank 0 built the token cache; rank 1 mapped the same shards (no copy of its own).
+    assert [p.name.split("-")[0] for p in sorted((run / "cache").iterdir())] == ["dev", "train"]
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text("utf-8").splitlines()]
     assert all(r["tokens_per_s"] > 0 for r in records if r["event"] == "train")
 

@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nmt.errors import DataError
-from nmt.fileio import atomic_write_bytes, atomic_write_text, decode_lines, iter_lines, read_lines
+from nmt.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    compression,
+    count_lines,
+    decode_lines,
+    iter_lines,
+    read_lines,
+)
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -133,3 +141,40 @@ def test_atomic_write_to_a_fifo_writes_through(tmp_path: Path) -> None:
 def test_atomic_write_to_dev_null_keeps_the_device() -> None:
     atomic_write_text("/dev/null", "discarded\n")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".xz", ".bz2"])
+def test_compressed_files_are_read_as_their_content(tmp_path: Path, suffix: str) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    compress = {".gz": gzip.compress, ".xz": lzma.compress, ".bz2": bz2.compress}[suffix]
+    data = "\ufeffone\r\ntwo\u2028half\nthree\n".encode()
+    path = tmp_path / f"c.tsv{suffix}"
+    path.write_bytes(compress(data))
+    assert compression(path) == suffix and compression(tmp_path / "c.tsv") is None
+    assert list(iter_lines(path)) == read_lines(path) == ["one", "two\u2028half", "three"]
+    assert count_lines(path) is None
+    # Cut short: the error names the file and the line where the data broke off.
+    big = compress(b"".join(b"line %d\n" % i for i in range(200_000)))
+    path.write_bytes(big[: len(big) // 2])
+    with pytest.raises(DataError, match=rf"c\.tsv{suffix}:\d+: truncated or corrupt") as info:
+        list(iter_lines(path))
+    assert "\n" not in str(info.value)
+    line = int(str(info.value).split(":")[1])
+    assert 1_000 < line < 200_000
+
+
+def test_a_file_that_is_not_what_its_suffix_says(tmp_path: Path) -> None:
+    path = tmp_path / "c.tsv.gz"
+    path.write_bytes(b"plain text\n")
+    with pytest.raises(DataError, match=r"c\.tsv\.gz:1: truncated or corrupt \.gz file"):
+        read_lines(path)
+
+
+def test_count_lines(tmp_path: Path) -> None:
+    for data, n in ((b"", 0), (b"a", 1), (b"a\n", 1), (b"a\nb", 2), (b"\n\n", 2)):
+        (tmp_path / "f").write_bytes(data)
+        assert count_lines(tmp_path / "f") == n
+    assert count_lines(tmp_path / "missing") is None

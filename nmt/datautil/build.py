@@ -45,6 +45,7 @@ from nmt.datautil.stream import (
     resolve_workers,
     sample_texts,
     tokenize_stream,
+    usable_cores,
 )
 from nmt.datautil.tokenize import build_tokenizer, train_sentencepiece
 from nmt.datautil.vocab import SPECIALS, Vocabulary
@@ -204,7 +205,8 @@ def _train_sentencepiece(cfg: Config, layout: VocabLayout, workers: int) -> tupl
         try:
             train_sentencepiece(texts, path, model_type=tok_cfg.sp_model_type,
                                 vocab_size=tok_cfg.sp_vocab_size, character_coverage=coverage,
-                                seed=cfg.seed)
+                                seed=cfg.seed,
+                                threads=data.sp_threads or usable_cores())
         except DataError as e:
             raise DataError(f"data.{side}.sp_vocab_size={tok_cfg.sp_vocab_size}: {e}") from None
     return [path for path, *_ in jobs], len(src_texts)

@@ -25,7 +25,7 @@ CACHE_DIR = "cache"
 # the other data keys (max_len, dev, test, strict, workers) can change at any time.
 VOCAB_KEYS = ("format", "train", "src_lang", "tgt_lang", "src_tokenizer", "tgt_tokenizer",
               "joint_vocab", "min_freq", "max_size", "traditional_to_simplified", "filters",
-              "sp_sample_sentences")
+              "sp_sample_sentences", "sp_threads")
 # What the cached ids depend on besides the files: strict decides whether a malformed line
 # stops the build or is skipped.
 _CACHE_KEYS = (*VOCAB_KEYS, "strict")

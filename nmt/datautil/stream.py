@@ -50,6 +50,7 @@ from nmt.fileio import count_lines
 log = logging.getLogger(__name__)
 
 _MAX_WARNINGS_PER_CHUNK = 3
+_MEMO_SENTENCES = 100_000  # per side and worker: a few tens of MB at most
 
 
 def usable_cores() -> int:
@@ -117,6 +118,18 @@ class ChunkProcessor:
         self.filter = PairFilter(data_cfg.filters, data_cfg.src_lang)
         self.dedup = data_cfg.filters.dedup
         self.tokenizers = tokenizers
+        # Corpora repeat sentences (Tatoeba has one line per translation of a sentence), and
+        # segmentation is the slow part: a bounded memo per side, emptied when full.
+        self._memo: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
+
+    def _tokens(self, side: int, tokenizer: Tokenizer, text: str) -> list[str]:
+        memo = self._memo[side]
+        tokens = memo.get(text)
+        if tokens is None:
+            if len(memo) >= _MEMO_SENTENCES:
+                memo.clear()
+            tokens = memo[text] = tokenizer.tokenize(text)
+        return tokens
 
     def __call__(self, chunk: RawChunk) -> ChunkResult:
         out = ChunkResult(chunk.where, len(chunk), {}, [])
@@ -157,7 +170,7 @@ class ChunkProcessor:
         kept_src: list[str] = []
         kept_tgt: list[str] = []
         for src, tgt in zip(srcs, tgts, strict=True):
-            s, t = src_tok.tokenize(src), tgt_tok.tokenize(tgt)
+            s, t = self._tokens(0, src_tok, src), self._tokens(1, tgt_tok, tgt)
             reason = self.filter.token_reason(s, t) if self.filter.active else None
             if reason is not None:
                 out.dropped[reason] = out.dropped.get(reason, 0) + 1
@@ -260,7 +273,9 @@ def process_chunks(chunks: Iterator[RawChunk], data_cfg: DataConfig,
     finally:
         for f in pending:
             f.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Waits for the chunks still being tokenized (a second or so): a process that exits
+        # with its pool still up leaks the pool's semaphores and prints a warning about them.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # =========================================================================== main side

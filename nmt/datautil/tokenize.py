@@ -200,11 +200,13 @@ def train_sentencepiece(
     vocab_size: int = 8000,
     character_coverage: float = 1.0,
     seed: int = 1234,
+    threads: int = 1,
 ) -> None:
     """Train a sentencepiece model on ``texts`` and write it atomically to ``model_path``.
 
-    Deterministic (byte-identical files for the same input): one thread, no input shuffling
-    or sampling, a fixed seed. Identity normalization, because the texts are already
+    Deterministic (byte-identical files for the same input and thread count: the model
+    depends on ``threads``): no input shuffling or sampling (callers pass a sample), a fixed
+    seed. Identity normalization, because the texts are already
     normalized and the pieces must concatenate back to them exactly. ``vocab_size`` is an
     upper bound (``hard_vocab_limit=False``) so small corpora still train.
 
@@ -224,7 +226,7 @@ def train_sentencepiece(
             model_type=model_type,
             vocab_size=vocab_size,
             character_coverage=character_coverage,
-            num_threads=1,
+            num_threads=threads,
             shuffle_input_sentence=False,
             input_sentence_size=0,
             hard_vocab_limit=False,
