@@ -50,7 +50,7 @@ from nmt.fileio import count_lines
 log = logging.getLogger(__name__)
 
 _MAX_WARNINGS_PER_CHUNK = 3
-_MEMO_SENTENCES = 100_000  # per side and worker: a few tens of MB at most
+_MEMO_SENTENCES = 0  # measured: no faster on the synthetic corpus, +80 MiB; off
 
 
 def usable_cores() -> int:
@@ -162,9 +162,8 @@ class ChunkProcessor:
     def _tokenize(self, out: ChunkResult, srcs: list[str], tgts: list[str]) -> ChunkResult:
         assert self.tokenizers is not None
         src_tok, tgt_tok = self.tokenizers
-        local: dict[str, int] = {}
-        src_ids: list[int] = []
-        tgt_ids: list[int] = []
+        src_flat: list[str] = []
+        tgt_flat: list[str] = []
         src_len: list[int] = []
         tgt_len: list[int] = []
         kept_src: list[str] = []
@@ -175,20 +174,22 @@ class ChunkProcessor:
             if reason is not None:
                 out.dropped[reason] = out.dropped.get(reason, 0) + 1
                 continue
-            for toks, ids in ((s, src_ids), (t, tgt_ids)):
-                for tok in toks:
-                    i = local.get(tok)
-                    if i is None:
-                        i = local[tok] = len(local)
-                    ids.append(i)
+            src_flat += s
+            tgt_flat += t
             src_len.append(len(s))
             tgt_len.append(len(t))
             if self.dedup:
                 kept_src.append(src)
                 kept_tgt.append(tgt)
-        out.tokens = list(local)
-        out.src_ids = np.array(src_ids, dtype=np.uint32)
-        out.tgt_ids = np.array(tgt_ids, dtype=np.uint32)
+        # The chunk's distinct tokens in order of first appearance (source side first), and
+        # every token as an index into them: dict.fromkeys and map run in C, where a loop
+        # over the tokens in Python cost a tenth of the whole tokenizing time.
+        out.tokens = list(dict.fromkeys(src_flat + tgt_flat))
+        local = {tok: i for i, tok in enumerate(out.tokens)}
+        out.src_ids = np.fromiter(map(local.__getitem__, src_flat), dtype=np.uint32,
+                                  count=len(src_flat))
+        out.tgt_ids = np.fromiter(map(local.__getitem__, tgt_flat), dtype=np.uint32,
+                                  count=len(tgt_flat))
         out.src_len = np.array(src_len, dtype=np.uint32)
         out.tgt_len = np.array(tgt_len, dtype=np.uint32)
         if self.dedup:
