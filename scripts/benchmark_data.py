@@ -22,7 +22,10 @@ For each corpus size and worker count (an *arm*), with the jieba + Moses tokeniz
   no dev set (its own start, the token cache, one step and the checkpoint), with its peak RSS.
   Batches of 1,024 tokens: the first step's memory depends on which batch comes first, and at
   2,048 tokens that alone moved the figure by 130 MiB between two runs;
-- the raw corpus to first step total, and the size of the token cache on disk.
+- the raw corpus to first step total, and the size of the token cache on disk;
+- for training also the peak *anonymous* RSS of the process (sampled every 50 ms): the process
+  peak counts the token cache's file pages that the first batches map, which the OS keeps in
+  its page cache and shares between processes (the issue's "memory-mapped cache pages").
 
 ``--baseline REV`` also runs the code of git revision ``REV`` (a worktree under ``OUT``) at the
 first size, one worker (it has no others), in the same run: the ratio of the totals is the
@@ -107,8 +110,24 @@ def _tree_pss_mib(root: int) -> float:
     return total_kib / 1024
 
 
+def _anon_mib(root: int) -> float:
+    """Anonymous RSS of the measured command (the launcher's child): its heap, without the
+    file pages it maps (the token cache), which the OS keeps in the page cache and shares."""
+    try:
+        with open(f"/proc/{root}/task/{root}/children") as f:
+            child = int(f.read().split()[0])
+        with open(f"/proc/{child}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0.0
+
+
 def run_measured(cmd: list[str], log: Path, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Wall seconds, peak RSS of the largest process, peak summed PSS of the tree, exit code."""
+    """Wall seconds, peak RSS of the largest process, peak summed PSS of the tree, peak
+    anonymous RSS of the command's own process (sampled), exit code."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out, tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "measured.json"
@@ -116,12 +135,16 @@ def run_measured(cmd: list[str], log: Path, cwd: Path, env: dict[str, str]) -> d
             [sys.executable, "-c", _MEASURE_CHILD, str(report), *cmd],
             stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
         )
-        peak = [0.0]
+        peak = [0.0, 0.0]
         done = threading.Event()
 
         def sample() -> None:
-            while not done.wait(0.2):
-                peak[0] = max(peak[0], _tree_pss_mib(launcher.pid))
+            n = 0
+            while not done.wait(0.05):
+                peak[1] = max(peak[1], _anon_mib(launcher.pid))
+                n += 1
+                if n % 4 == 0:
+                    peak[0] = max(peak[0], _tree_pss_mib(launcher.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -130,6 +153,7 @@ def run_measured(cmd: list[str], log: Path, cwd: Path, env: dict[str, str]) -> d
         sampler.join()
         measured = json.loads(report.read_text(encoding="utf-8"))
     measured["tree_pss_mib"] = peak[0]
+    measured["anon_mib"] = peak[1]
     return measured
 
 
@@ -157,6 +181,20 @@ def _du_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+def measure_train(name: str, code: Path, out: Path) -> dict[str, Any]:
+    """Only the training start of an arm whose build-vocab ran before (its checkpoints are
+    removed first): for a change that touches training alone."""
+    run_dir = out / "runs" / name
+    for sub in ("checkpoints", "metrics.jsonl", "tensorboard"):
+        subprocess.run(["rm", "-rf", str(run_dir / sub)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    train = run_measured([sys.executable, "-m", "nmt", "train", "-c", str(out / f"{name}.yaml")],
+                         out / "logs" / f"{name}-train.log", code, env)
+    if train["code"] != 0:
+        raise RuntimeError(f"{name}: train failed; see {out / 'logs'}")
+    return train
+
+
 def run_arm(name: str, code: Path, corpus: Path, n: int, workers: int | None, out: Path
             ) -> dict[str, Any]:
     """build-vocab then the first training step of one arm; the measured figures."""
@@ -182,7 +220,8 @@ def run_arm(name: str, code: Path, corpus: Path, n: int, workers: int | None, ou
         "build_vocab_s": build["wall"], "pairs_per_s": n / build["wall"],
         "build_vocab_rss_mib": build["rss_mib"], "build_vocab_tree_pss_mib": build["tree_pss_mib"],
         "first_step_s": train["wall"], "train_rss_mib": train["rss_mib"],
-        "train_tree_pss_mib": train["tree_pss_mib"],
+        "train_tree_pss_mib": train["tree_pss_mib"], "train_anon_mib": train["anon_mib"],
+        "build_vocab_anon_mib": build["anon_mib"],
         "total_s": build["wall"] + train["wall"],
         "cache_mib": _du_mib(cache) if cache.is_dir() else 0.0,
     }
@@ -197,14 +236,15 @@ def _say(text: str) -> None:
 
 def markdown(results: dict[str, Any]) -> str:
     rows = ["| arm | pairs | workers | build-vocab s | pairs/s | build-vocab RSS / tree PSS MiB "
-            "| first step s | train RSS MiB | corpus to first step s | cache MiB |",
+            "| first step s | train RSS / anon MiB | corpus to first step s | cache MiB |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["arms"].items():
         rows.append(
             f"| {name} | {r['pairs']:,} | {r['workers']} | {r['build_vocab_s']:.1f} | "
             f"{r['pairs_per_s']:,.0f} | {r['build_vocab_rss_mib']:.0f} / "
             f"{r['build_vocab_tree_pss_mib']:.0f} | {r['first_step_s']:.1f} | "
-            f"{r['train_rss_mib']:.0f} | {r['total_s']:.1f} | {r['cache_mib']:.1f} |"
+            f"{r['train_rss_mib']:.0f} / {r.get('train_anon_mib', float('nan')):.0f} | "
+            f"{r['total_s']:.1f} | {r['cache_mib']:.1f} |"
         )
     lines = ["\n".join(rows), ""]
     lines += [f"- {k}: {v}" for k, v in results.get("ratios", {}).items()]
@@ -226,7 +266,10 @@ def ratios(results: dict[str, Any], sizes: list[int], workers: list[int]) -> dic
         if a and b and big != small:
             out[f"{k} worker(s): pairs/s at {big:,} / at {small:,}"] = (
                 f"{b['pairs_per_s'] / a['pairs_per_s']:.3f}")
-            for key in ("build_vocab_rss_mib", "build_vocab_tree_pss_mib", "train_rss_mib"):
+            for key in ("build_vocab_rss_mib", "build_vocab_tree_pss_mib", "train_rss_mib",
+                        "train_anon_mib"):
+                if key not in a or key not in b:
+                    continue
                 out[f"{k} worker(s): {key} at {big:,} / at {small:,}"] = (
                     f"{b[key] / a[key]:.3f} ({b[key]:.0f} vs {a[key]:.0f} MiB)")
     return out
@@ -240,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "runs" / "benchmark_data")
     p.add_argument("--source", type=Path, default=SHARED, help="the cmn-eng train.tsv")
     p.add_argument("--only-baseline", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--train-only", action="store_true",
+                   help="re-measure only the training start of the new arms of an earlier run")
     args = p.parse_args(argv)
     if not args.source.is_file():
         print(f"benchmark-data: {args.source} not found (the shared cmn-eng data)",
@@ -261,6 +306,19 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
         (out / "benchmark_data.md").write_text(markdown(results), encoding="utf-8")
 
+    if args.train_only:
+        for name, arm in results["arms"].items():
+            if name.startswith("new-"):
+                train = measure_train(name, REPO, out)
+                arm.update(first_step_s=train["wall"], train_rss_mib=train["rss_mib"],
+                           train_tree_pss_mib=train["tree_pss_mib"],
+                           train_anon_mib=train["anon_mib"],
+                           total_s=arm["build_vocab_s"] + train["wall"])
+                arm["train_remeasured"] = time.strftime("%Y-%m-%d %H:%M")
+                _say(f"{name}: first step {train['wall']:.1f} s, {train['rss_mib']:.0f} MiB")
+        save()
+        print(markdown(results))
+        return 0
     if args.baseline:
         tree = out / f"baseline-{args.baseline}"
         if not tree.is_dir():

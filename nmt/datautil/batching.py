@@ -33,6 +33,8 @@ from nmt.fileio import atomic_write_bytes, open_binary
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "nmt-token-cache-v1"
+_BLOCK = 1 << 20  # examples read at a time where a whole pass would copy every length
+_BLOCK_BATCHES = 1 << 14
 
 
 # --------------------------------------------------------------------------- corpus storage
@@ -200,19 +202,22 @@ def collate(corpus: PairSource, indices: Sequence[int]) -> Batch:
 
 
 class EpochBatches(Sequence[list[int]]):
-    """The batches of one epoch, as one array of example indices and the batch boundaries.
+    """The batches of one epoch without a list per batch: the examples sorted within their
+    pools (``order``), where each packed batch starts and ends in it (``bounds``), and the
+    shuffled batch order (``perm``). Batch ``k`` is ``order[bounds[perm[k]]:bounds[perm[k] + 1]]``.
 
     Compact where a list of lists is not (4 bytes per example instead of about 36: at millions
-    of pairs that difference would grow the trainer's memory with the corpus); indexing gives
-    a batch as a list of ints.
+    of pairs that difference would grow the trainer's memory with the corpus), and nothing is
+    copied to put the batches in training order.
     """
 
-    def __init__(self, order: np.ndarray, bounds: np.ndarray) -> None:
+    def __init__(self, order: np.ndarray, bounds: np.ndarray, perm: np.ndarray) -> None:
         self.order = order
         self.bounds = bounds
+        self.perm = perm
 
     def __len__(self) -> int:
-        return len(self.bounds) - 1
+        return len(self.perm)
 
     @overload
     def __getitem__(self, k: int) -> list[int]: ...
@@ -227,7 +232,8 @@ class EpochBatches(Sequence[list[int]]):
             k += len(self)
         if not 0 <= k < len(self):
             raise IndexError(k)
-        return self.order[self.bounds[k] : self.bounds[k + 1]].tolist()
+        b = int(self.perm[k])
+        return self.order[self.bounds[b] : self.bounds[b + 1]].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         for k in range(len(self)):
@@ -235,8 +241,8 @@ class EpochBatches(Sequence[list[int]]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, EpochBatches):
-            return bool(np.array_equal(self.order, other.order)
-                        and np.array_equal(self.bounds, other.bounds))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other,
+                                                                           strict=True))
         if isinstance(other, Sequence):
             return list(self) == list(other)
         return NotImplemented
@@ -264,46 +270,62 @@ class TokenBatchSampler:
         seed: int,
         pool_batches: int = 100,
     ) -> None:
-        # int32: three arrays per example, kept for the whole run.
-        self.src_len = np.asarray(src_lengths).astype(np.int32) + 1  # </s>
-        self.tgt_len = np.asarray(tgt_lengths).astype(np.int32) + 1  # <s> / </s>
-        self.cost = np.maximum(self.src_len, self.tgt_len)
+        # The lengths are read as given, pool by pool, never copied whole: for the shard
+        # cache they are memory-mapped files, so the sampler adds no memory per example.
+        self._src = np.asarray(src_lengths)
+        self._tgt = np.asarray(tgt_lengths)
+        if len(self._src) != len(self._tgt):
+            raise ValueError(f"{len(self._src)} source but {len(self._tgt)} target lengths")
         self.batch_tokens = batch_tokens
         self.seed = seed
-        mean = float(self.cost.mean()) if len(self.cost) else 1.0
+        total = 0
+        for start in range(0, len(self._src), _BLOCK):
+            total += int(self.costs(np.arange(start, min(start + _BLOCK, len(self._src))))
+                         .sum(dtype=np.int64))
+        mean = total / len(self._src) if len(self._src) else 1.0
         self.pool_size = max(1, int(pool_batches * batch_tokens / mean))
 
     def __len__(self) -> int:
-        return len(self.cost)
+        return len(self._src)
+
+    def lengths(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source (with ``</s>``) and target (with ``<s>``/``</s>``) lengths of examples."""
+        return (self._src[indices].astype(np.int64) + 1, self._tgt[indices].astype(np.int64) + 1)
+
+    def costs(self, indices: np.ndarray) -> np.ndarray:
+        """``max(source, target)`` length with specials: an example's cost per batch row."""
+        s, t = self.lengths(indices)
+        return np.maximum(s, t)
+
+    @property
+    def cost(self) -> np.ndarray:
+        """Every example's cost (a new array: for inspection and tests)."""
+        return self.costs(np.arange(len(self)))
 
     def epoch_batches(self, epoch: int) -> EpochBatches:
         """The batches (lists of example indices) of ``epoch``, in training order."""
         rng = np.random.default_rng([self.seed % 2**32, epoch])
-        order = rng.permutation(len(self.cost)).astype(np.int32 if len(self.cost) < 2**31
-                                                        else np.int64)
+        # Shuffling an int32 range draws the same permutation as rng.permutation(n), in half
+        # the memory.
+        index = np.int32 if len(self) < 2**31 else np.int64
+        order = rng.permutation(np.arange(len(self), dtype=index))
         cuts = [0]
         for start in range(0, len(order), self.pool_size):
             pool = order[start : start + self.pool_size]
+            cost = self.costs(pool)
             # lexsort is stable: ties keep the shuffled order, so equal lengths still mix.
-            pool = pool[np.lexsort((self.tgt_len[pool], self.cost[pool]))]
-            order[start : start + len(pool)] = pool
-            cuts.extend(start + c for c in self._pack(pool))
+            sort = np.lexsort((self.lengths(pool)[1], cost))
+            order[start : start + len(pool)] = pool[sort]
+            cuts.extend(start + c for c in self._pack(cost[sort]))
         bounds = np.asarray(cuts, dtype=np.int64)
-        perm = rng.permutation(len(bounds) - 1)
-        sizes = np.diff(bounds)[perm]
-        new_bounds = np.zeros(len(perm) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=new_bounds[1:])
-        # Position p of the new order reads old position starts[batch] + (p - new start).
-        gather = np.repeat(bounds[:-1][perm] - new_bounds[:-1], sizes) + np.arange(
-            len(order), dtype=np.int64)
-        return EpochBatches(order[gather], new_bounds)
+        return EpochBatches(order, bounds, rng.permutation(len(bounds) - 1))
 
-    def _pack(self, pool: np.ndarray) -> list[int]:
+    def _pack(self, costs: np.ndarray) -> list[int]:
         """Greedy packing of a sorted pool: the end position of each batch within it."""
         cuts: list[int] = []
         size = 0
         longest = 0
-        for pos, cost in enumerate(self.cost[pool].tolist()):
+        for pos, cost in enumerate(costs.tolist()):
             widest = max(longest, cost)
             if size and (size + 1) * widest > self.batch_tokens:
                 cuts.append(pos)
@@ -311,26 +333,28 @@ class TokenBatchSampler:
             size += 1
             longest = widest
         if size:
-            cuts.append(len(pool))
+            cuts.append(len(costs))
         return cuts
 
     def padding_fraction(self, batches: Sequence[Sequence[int]]) -> float:
         """Share of padding in the tensors of ``batches`` (source and target together)."""
-        if isinstance(batches, EpochBatches):
-            if not len(batches):
-                return 0.0
-            s, t = self.src_len[batches.order], self.tgt_len[batches.order]
-            starts = batches.bounds[:-1]
-            sizes = np.diff(batches.bounds)
-            real = int(s.sum(dtype=np.int64) + t.sum(dtype=np.int64))
-            padded = int((sizes * (np.maximum.reduceat(s, starts).astype(np.int64)
-                                   + np.maximum.reduceat(t, starts))).sum())
-            return 1.0 - real / padded if padded else 0.0
         real = padded = 0
-        for b in batches:
-            sb, tb = self.src_len[list(b)], self.tgt_len[list(b)]
-            real += int(sb.sum() + tb.sum())
-            padded += len(b) * int(sb.max() + tb.max())
+        if isinstance(batches, EpochBatches):
+            # The padding of an epoch does not depend on the batch order: read the pools,
+            # a block of batches at a time.
+            bounds = batches.bounds
+            for first in range(0, len(bounds) - 1, _BLOCK_BATCHES):
+                b = bounds[first : first + _BLOCK_BATCHES + 1]
+                s, t = self.lengths(batches.order[b[0] : b[-1]])
+                starts = b[:-1] - b[0]
+                real += int(s.sum() + t.sum())
+                widest = np.maximum.reduceat(s, starts) + np.maximum.reduceat(t, starts)
+                padded += int((np.diff(b) * widest).sum())
+            return 1.0 - real / padded if padded else 0.0
+        for batch in batches:
+            s, t = self.lengths(np.asarray(list(batch), dtype=np.int64))
+            real += int(s.sum() + t.sum())
+            padded += len(batch) * int(s.max() + t.max())
         return 1.0 - real / padded if padded else 0.0
 
 

@@ -273,7 +273,9 @@ def build_vocab(cfg: Config, workers: int | None = None) -> VocabReport:
 
     Args:
         cfg: the config.
-        workers: tokenizing processes (default ``data.workers``; 0 = the usable cores).
+        workers: tokenizing processes (default ``data.workers``; 0 = the usable cores). More
+            than one starts processes through multiprocessing's fork server, which imports
+            the calling script again: guard a script with ``if __name__ == "__main__":``.
 
     Raises:
         CheckpointError: the run directory already holds checkpoints (nothing is written).
