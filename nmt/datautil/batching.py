@@ -15,7 +15,6 @@ at batch ``k`` of epoch ``e`` exactly.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 
 from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID
-from nmt.fileio import atomic_write_bytes, open_binary
+from nmt.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -390,14 +389,9 @@ def cache_key(files: Sequence[str | Path], settings: str) -> str:
     Raises:
         DataError: a file is missing or unreadable (it names the file).
     """
-    h = hashlib.sha256(CACHE_FORMAT.encode())
-    for path in files:
-        h.update(b"\0file\0")
-        with open_binary(path) as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    h.update(b"\0settings\0" + settings.encode("utf-8"))
-    return h.hexdigest()[:24]
+    from nmt.datautil.cache import hash_files
+
+    return hash_files(files, settings, CACHE_FORMAT)
 
 
 def cached_corpus(
