@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from nmt.config import (
     Config,
@@ -163,15 +164,9 @@ def _dropped(dropped: dict[str, int]) -> str:
 
 def percentiles(lengths: Sequence[int]) -> tuple[int, int, int, int]:
     """Nearest-rank p50, p90, p99 and the maximum (zeros for no data)."""
-    if not lengths:
-        return (0, 0, 0, 0)
-    ordered = sorted(lengths)
-    n = len(ordered)
-
-    def rank(p: float) -> int:
-        return ordered[max(0, math.ceil(p / 100 * n) - 1)]
-
-    return (rank(50), rank(90), rank(99), ordered[-1])
+    side = SideCounts()
+    side.add(np.zeros(0, dtype=np.int64), np.asarray(lengths, dtype=np.int64), 0)
+    return side.percentiles()
 
 
 def _train_sentencepiece(cfg: Config, layout: VocabLayout, workers: int) -> tuple[list[Path], int]:
@@ -295,9 +290,7 @@ def build_vocab(cfg: Config, workers: int | None = None) -> VocabReport:
     marker = layout.directory / INCOMPLETE_MARK
     atomic_write_text(marker, "nmt build-vocab is writing this directory\n")
     written, sampled = _train_sentencepiece(cfg, layout, n_workers)
-    spm = (str(layout.src_spm) if layout.src_spm else None,
-           str(layout.tgt_spm) if layout.tgt_spm else None)
-    with tokenize_stream(data, spm, run_dir / "cache", n_workers) as stream:
+    with tokenize_stream(data, layout.spm_paths, run_dir / "cache", n_workers) as stream:
         if not stream.pairs:
             raise DataError(f"{_train_name(data)}: no usable sentence pairs")
         counts = {"src": stream.counts("src"), "tgt": stream.counts("tgt")}

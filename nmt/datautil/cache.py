@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,6 @@ def train_cache_dir(run_dir: str | Path, key: str) -> Path:
 
 def remove_other_train_caches(run_dir: str | Path, keep: Path) -> None:
     """Older training caches (of other keys, or of the single-file format before shards)."""
-    import shutil
-
     root = Path(run_dir) / CACHE_DIR
     for old in root.glob("train-*"):
         if old == keep:

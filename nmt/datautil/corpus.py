@@ -87,20 +87,21 @@ class DropLog:
         self.counts: dict[str, int] = {}
         self._warned: dict[tuple[str, str], int] = {}
 
-    def drop(self, reason: str, where: str, detail: str, fatal: bool, n: int = 1) -> None:
+    def drop(self, reason: str, where: str, detail: str, fatal: bool) -> None:
         if fatal and self.strict:
             raise DataError(f"{where}: {detail} (run without --strict to skip such lines)")
-        self.counts[reason] = self.counts.get(reason, 0) + n
+        self.counts[reason] = self.counts.get(reason, 0) + 1
         if fatal:
-            key = (where.rsplit(":", 1)[0], reason)
-            shown = self._warned.get(key, 0)
-            if shown < _SHOWN_WARNINGS:
-                log.warning("%s: %s; line skipped", where, detail)
-            self._warned[key] = shown + 1
+            self.warn(reason, where, detail)
 
-    def merge(self, counts: dict[str, int]) -> None:
-        for reason, n in counts.items():
-            self.counts[reason] = self.counts.get(reason, 0) + n
+    def warn(self, reason: str, where: str, detail: str) -> None:
+        """Log a skipped line (the first few per file and reason), without counting it:
+        for drops already counted elsewhere, e.g. by a tokenizing worker."""
+        key = (where.rsplit(":", 1)[0], reason)
+        shown = self._warned.get(key, 0)
+        if shown < _SHOWN_WARNINGS:
+            log.warning("%s: %s; line skipped", where, detail)
+        self._warned[key] = shown + 1
 
     def finish(self) -> None:
         """Log the totals of the reasons that had more warnings than were shown."""

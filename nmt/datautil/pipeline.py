@@ -34,6 +34,12 @@ class VocabLayout:
     tgt_spm: Path | None
 
     @property
+    def spm_paths(self) -> tuple[str | None, str | None]:
+        """The sentencepiece model of each side as a string (None where it uses none)."""
+        return (str(self.src_spm) if self.src_spm else None,
+                str(self.tgt_spm) if self.tgt_spm else None)
+
+    @property
     def joint_spm(self) -> bool:
         """One sentencepiece model serves both sides."""
         return self.src_spm is not None and self.src_spm == self.tgt_spm

@@ -27,15 +27,12 @@ import logging
 import mmap
 import os
 import shutil
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from nmt.datautil.stream import TokenStream, new_temporary
+from nmt.datautil.stream import TokenStream, new_temporary, progress_bar
 from nmt.datautil.vocab import Vocabulary
 from nmt.fileio import atomic_write_text, fsync_dir
 
@@ -85,8 +82,7 @@ def _write(stream: TokenStream, mapping: dict[str, np.ndarray], out: Path, shard
     all_lengths = {side: np.lib.format.open_memmap(out / f"{side}_len.npy", mode="w+",
                                                    dtype=len_dtype, shape=(stream.pairs,))
                    for side in ("src", "tgt")}
-    bar = tqdm(total=stream.pairs, desc="encode train", unit=" pairs", unit_scale=True,
-               file=sys.stderr, disable=None, leave=False, mininterval=0.5)
+    bar = progress_bar(stream.pairs, "encode train")
     try:
         done = 0
         while done < stream.pairs:
@@ -227,9 +223,6 @@ class ShardedCorpus:
 
     def tgt_lengths(self) -> np.ndarray:
         return self._tgt_len
-
-    def pairs(self, indices: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(self.src(i), self.tgt(i)) for i in indices]
 
 
 def cache_size(directory: Path) -> int:

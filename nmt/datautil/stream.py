@@ -269,7 +269,7 @@ def process_chunks(chunks: Iterator[RawChunk], data_cfg: DataConfig,
 # =========================================================================== main side
 
 
-def _progress(total: int | None, desc: str) -> tqdm:
+def progress_bar(total: int | None, desc: str) -> tqdm:
     # disable=None: a bar only on a terminal, as everywhere in nmt.
     return tqdm(total=total, desc=desc, unit=" pairs", unit_scale=True, file=sys.stderr,
                 disable=None, leave=False, mininterval=0.5, dynamic_ncols=True)
@@ -322,7 +322,7 @@ class _Merger:
         for reason, n in result.dropped.items():
             count.dropped[reason] = count.dropped.get(reason, 0) + n
         for reason, where, detail in result.warnings:
-            self._warn.drop(reason, where, detail, fatal=True, n=0)
+            self._warn.warn(reason, where, detail)
         keep = None
         if self.digests is not None and result.digests is not None:
             keep = self.digests.add_new(result.digests)
@@ -352,7 +352,7 @@ def sample_texts(data_cfg: DataConfig, size: int, seed: int, workers: int
     src: list[str] = []
     tgt: list[str] = []
     seen = 0
-    bar = _progress(total_lines(data_cfg), "read for sentencepiece")
+    bar = progress_bar(total_lines(data_cfg), "read for sentencepiece")
     try:
         for result in process_chunks(merger.chunks(), data_cfg, None, workers):
             keep = merger.keep_mask(result)
@@ -469,11 +469,10 @@ def remove_stale_temporaries(cache_dir: Path) -> None:
         try:
             pid = int(tmp.name.split("-")[1])
         except (IndexError, ValueError):
-            pid = -1
-        if pid > 0 and pid != os.getpid() and _alive(pid):
-            continue
-        if pid != os.getpid():
-            shutil.rmtree(tmp, ignore_errors=True)
+            pid = -1  # not ours: a malformed name
+        if pid == os.getpid() or (pid > 0 and _alive(pid)):
+            continue  # this process's own, or a build still running
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -526,7 +525,7 @@ def _fill(stream: TokenStream, data_cfg: DataConfig, spm: tuple[str | None, str 
     max_len = data_cfg.max_len
     names = ("src_ids", "tgt_ids", "src_len", "tgt_len")
     outs = {name: open(stream.files(name), "wb") for name in names}  # noqa: SIM115
-    bar = _progress(total_lines(data_cfg), f"tokenize train ({workers} worker"
+    bar = progress_bar(total_lines(data_cfg), f"tokenize train ({workers} worker"
                     f"{'s' if workers > 1 else ''})")
     try:
         for result in process_chunks(merger.chunks(), data_cfg, spm, workers):

@@ -60,9 +60,8 @@ def load_train(cfg: Config, processor: TextProcessor) -> ShardedCorpus:
     log.info("no token cache for this corpus and vocabulary yet; tokenizing %s",
              cfg.data.train)
     layout = vocab_layout(run_dir, cfg.data)
-    spm = (str(layout.src_spm) if layout.src_spm else None,
-           str(layout.tgt_spm) if layout.tgt_spm else None)
-    with tokenize_stream(cfg.data, spm, run_dir / "cache", resolve_workers(cfg.data)) as stream:
+    workers = resolve_workers(cfg.data)
+    with tokenize_stream(cfg.data, layout.spm_paths, run_dir / "cache", workers) as stream:
         write_shards(stream, processor.src_vocab, processor.tgt_vocab, directory, key)
     remove_other_train_caches(run_dir, directory)
     return _report(cfg, ShardedCorpus(directory, cfg.data.max_len, key))
