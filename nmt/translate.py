@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple, overload
 import torch
 from torch import Tensor
 
+from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_weights
 from nmt.config import Config, DecodeConfig, config_from_dict, config_to_dict, load_config
 from nmt.datautil.batching import collate_src
 from nmt.datautil.pipeline import TextProcessor
@@ -46,14 +47,6 @@ from nmt.runtime import (
     select_device,
     torch_threads,
 )
-from nmt.training.checkpoint import (
-    MODEL_FILE,
-    STATE_FILE,
-    find_checkpoint,
-    load_weights,
-    resolve_checkpoint,
-)
-from nmt.training.serialization import read_tensors
 
 __all__ = ["NBestEntry", "Translation", "Translator"]
 
@@ -206,12 +199,12 @@ class Translator:
             raise CheckpointError(f"{run}: no config.yaml; expected a run directory of 'nmt train'")
         cfg = load_config(config_path)
         processor = TextProcessor.load(run, cfg.data)
-        ckpt = _checkpoint_dir(run, checkpoint)
+        ckpt = checkpoint_for_decoding(run, checkpoint)
         model = build_model(  # every weight comes from the checkpoint: no init
             cfg.model, len(processor.src_vocab), len(processor.tgt_vocab), processor.joint,
             initialize=False,
         )
-        tensors, _ = read_tensors(ckpt / MODEL_FILE)  # safetensors only: nothing is unpickled
+        tensors = read_model_weights(ckpt)  # safetensors only, every weight finite
         load_weights(model, tensors, ckpt)
         del tensors
         release_free_memory()  # the file's copy of the weights: ~1x the model's size
@@ -430,23 +423,3 @@ class Translator:
         return plot_attention(src_labels, tgt_labels, translation.attention, path,
                               title=translation.translation)
 
-
-def _checkpoint_dir(run: Path, checkpoint: str | Path) -> Path:
-    """``best`` (else ``latest``), ``latest``, a checkpoint name inside the run (``averaged``,
-    ``step-000500``), or an explicit checkpoint directory."""
-    if str(checkpoint) in ("best", "latest"):
-        which = str(checkpoint)
-        found = find_checkpoint(run, which)
-        if found is None and which == "best":
-            found = find_checkpoint(run, "latest")
-            if found is not None:
-                log.info("%s has no best checkpoint yet; using the latest, %s", run, found.name)
-        if found is None:
-            raise CheckpointError(
-                f"{run}: no checkpoint in {run / 'checkpoints'}; train the model first"
-            )
-        return found
-    named = run / "checkpoints" / str(checkpoint)  # e.g. "averaged" (nmt average), "step-000500"
-    if named.name == str(checkpoint) and (named / STATE_FILE).is_file():
-        return named
-    return resolve_checkpoint(checkpoint)

@@ -338,12 +338,12 @@ def prepare_config_model(config: Path, work: Path, sizes: Sizes) -> Model | str:
     """Run dir for an untrained ``config``: vocabulary, token cache, a step-0 checkpoint."""
     import torch
 
+    from nmt.checkpoint import find_checkpoint, save_checkpoint
     from nmt.config import config_from_dict, config_to_dict, dump_config, load_config
     from nmt.datautil.build import build_vocab
     from nmt.datautil.pipeline import TextProcessor, vocab_layout
     from nmt.fileio import atomic_write_text
     from nmt.models.factory import build_model
-    from nmt.training.checkpoint import find_checkpoint, save_checkpoint
 
     raw = config_to_dict(load_config(config))
     name = config.stem
@@ -388,8 +388,8 @@ def _reuse_or_build_vocab(cfg: Any, work: Path, build: Callable[[Any], Any]) -> 
 
 
 def prepare_trained_model(run: Path, work: Path) -> Model | str:
+    from nmt.checkpoint import find_checkpoint
     from nmt.config import config_from_dict, config_to_dict, load_config
-    from nmt.training.checkpoint import find_checkpoint
 
     if find_checkpoint(run, "best") is None and find_checkpoint(run) is None:
         return f"skipping {run}: no checkpoint (train it first)"

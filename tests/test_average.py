@@ -11,11 +11,11 @@ from test_translate import build_run
 from torch import nn
 from typer.testing import CliRunner
 
+from nmt.checkpoint import MODEL_FILE, list_checkpoints, save_checkpoint
+from nmt.checkpoint.average import average_after_training, average_checkpoints
+from nmt.checkpoint.tensors import read_tensors
 from nmt.cli import app
 from nmt.errors import CheckpointError, ConfigError
-from nmt.training.average import average_after_training, average_checkpoints
-from nmt.training.checkpoint import MODEL_FILE, list_checkpoints, save_checkpoint
-from nmt.training.serialization import read_tensors
 from nmt.translate import Translator
 
 

@@ -17,8 +17,9 @@ import pytest
 import torch
 from torch import nn
 
+from nmt import checkpoint as ckpt
+from nmt.checkpoint import store
 from nmt.errors import CheckpointError
-from nmt.training import checkpoint as ckpt
 
 
 class Tied(nn.Module):
@@ -91,7 +92,7 @@ def test_keep_last_and_best_survive_pruning(tmp_path: Path) -> None:
 def test_disk_full_mid_save_keeps_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, opt = _trained()
     _save(tmp_path, 1, model, opt)
-    real = ckpt._write_bytes
+    real = store._write_bytes
     calls = []
 
     def full_disk(path: Path, data: bytes) -> None:
@@ -101,7 +102,7 @@ def test_disk_full_mid_save_keeps_previous(tmp_path: Path, monkeypatch: pytest.M
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(path, data)
 
-    monkeypatch.setattr(ckpt, "_write_bytes", full_disk)
+    monkeypatch.setattr(store, "_write_bytes", full_disk)
     with pytest.raises(CheckpointError) as info:
         _save(tmp_path, 2, model, opt)
     msg = str(info.value)
@@ -153,15 +154,15 @@ def test_malicious_pickles_are_refused_without_running(tmp_path: Path) -> None:
 
 def test_old_torch_is_refused() -> None:
     with pytest.raises(CheckpointError, match=r"torch >= 2\.10"):
-        ckpt._require_torch("2.9.1+cpu")
-    ckpt._require_torch("2.10.0")
+        store._require_torch("2.9.1+cpu")
+    store._require_torch("2.10.0")
 
 
 _WRITER = textwrap.dedent(
     """
     import sys, torch
     from torch import nn
-    from nmt.training import checkpoint as ckpt
+    from nmt import checkpoint as ckpt
     run = sys.argv[1]
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(256, 512), nn.Linear(512, 256))
@@ -200,3 +201,87 @@ def test_sigkill_during_writes_leaves_a_loadable_checkpoint(tmp_path: Path) -> N
         ckpt.restore(data, model, torch.optim.Adam(model.parameters()))
         assert data.step > last
         last = data.step
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def test_nan_weights_are_refused_at_load_naming_the_tensor(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from nmt.checkpoint.tensors import tensors_to_bytes
+
+    model, opt = _trained()
+    path = _save(tmp_path, 1, model, opt)
+    tensors = load_file(path / "model.safetensors")
+    tensors["hidden.weight"][0, 0] = float("inf")  # written by another tool: never saved by us
+    (path / "model.safetensors").write_bytes(tensors_to_bytes(tensors, {"step": "1"}))
+    with pytest.raises(CheckpointError) as info:
+        ckpt.read_model_weights(path)
+    msg = str(info.value)
+    assert "hidden.weight" in msg and "NaN/inf" in msg and "\n" not in msg
+    with pytest.raises(CheckpointError, match="hidden.weight"):
+        ckpt.read_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("depth", [5_000, 33])
+def test_deeply_nested_state_is_refused_in_one_line(tmp_path: Path, depth: int) -> None:
+    model, opt = _trained()
+    path = _save(tmp_path, 1, model, opt)
+    nested = "[" * depth + "]" * depth
+    (path / "state.json").write_text(
+        '{"format": "nmt-checkpoint-v1", "step": 1, "optimizer": {}, "state": ' + nested + "}"
+    )
+    with pytest.raises(CheckpointError, match="nested deeper than 32 levels"):
+        ckpt.read_checkpoint(tmp_path)
+
+
+def test_brackets_inside_strings_do_not_count_as_depth(tmp_path: Path) -> None:
+    model, opt = _trained()
+    path = ckpt.save_checkpoint(tmp_path, 1, model, opt, {"note": "[" * 100 + '\\"{'})
+    assert ckpt.read_checkpoint(path).state["note"] == "[" * 100 + '\\"{'
+
+
+def test_oversized_or_malformed_state_is_refused(tmp_path: Path) -> None:
+    from nmt.checkpoint import read
+
+    model, opt = _trained()
+    path = _save(tmp_path, 1, model, opt)
+    state = path / "state.json"
+    with state.open("wb") as f:
+        f.truncate(read.MAX_STATE_BYTES + 1)
+    with pytest.raises(CheckpointError, match="larger than 16 MiB"):
+        ckpt.read_checkpoint(path)
+    state.write_text('{"format": "nmt-checkpoint-v1", "step": "1", "state": {}, "optimizer": {}}')
+    with pytest.raises(CheckpointError, match="step: expected a count"):
+        ckpt.read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content", ["../../etc\n", "step-000001/../../x", "\xff\xfe", "step-000009"]
+)
+def test_invalid_best_pointer_is_reported_and_latest_used(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, opt = _trained()
+    _save(tmp_path, 1, model, opt)
+    (tmp_path / "checkpoints" / "best").write_text(content, encoding="latin-1")
+    with caplog.at_level("INFO"):
+        found = ckpt.checkpoint_for_decoding(tmp_path, "best")
+    assert found.name == "step-000001"
+    text = caplog.text
+    assert "invalid pointer" in text and "best" in text
+    assert "best pointer is invalid" in text and "using the latest, step-000001" in text
+    assert "no best checkpoint yet" not in text
+
+
+def test_invalid_latest_pointer_falls_back_to_newest_complete(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, opt = _trained()
+    _save(tmp_path, 1, model, opt)
+    _save(tmp_path, 2, model, opt)
+    (tmp_path / "checkpoints" / "latest").write_text("../../etc\n")
+    with caplog.at_level("WARNING"):
+        assert ckpt.find_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-000002"
+    assert "invalid pointer" in caplog.text and "step-000002" in caplog.text

@@ -8,10 +8,10 @@ from pathlib import Path
 from torch import nn
 from typer.testing import CliRunner
 
+from nmt.checkpoint import save_checkpoint
 from nmt.cli import app
 from nmt.config import Config, dump_config, load_config
 from nmt.datautil.build import build_vocab
-from nmt.training.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from nmt import checkpoint as ckpt
 from nmt.cli import app
 from nmt.config import Config, dump_config, load_config
 from nmt.datautil.build import build_vocab
 from nmt.errors import ConfigError
-from nmt.training import checkpoint as ckpt
 from nmt.training import launch as launch_mod
 from nmt.training.distributed import DIGEST_DIR_ENV, Dist, DistEnv, device_for, rank_seed
 from nmt.training.launch import launch, torchrun_command

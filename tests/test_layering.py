@@ -13,26 +13,37 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
 
-# For each layer, the nmt packages/modules it must NOT import.
+# For each layer, the nmt packages/modules it must NOT import. Every module belongs to one
+# (see test_every_module_has_a_layer), except the entry points in UNRESTRICTED.
+_ABOVE_LEAVES = {"nmt.config", "nmt.datautil", "nmt.models", "nmt.decoding", "nmt.checkpoint",
+                 "nmt.training", "nmt.translate", "nmt.evaluate", "nmt.run_eval", "nmt.tuning",
+                 "nmt.cli"}
+_INFERENCE = {"nmt.translate", "nmt.evaluate", "nmt.run_eval", "nmt.tuning"}
 FORBIDDEN: dict[str, set[str]] = {
     "nmt.errors": {"*"},
-    "nmt.fileio": {"nmt.config", "nmt.datautil", "nmt.models", "nmt.decoding", "nmt.training",
-                   "nmt.translate", "nmt.evaluate", "nmt.cli"},
-    "nmt.config": {"nmt.datautil", "nmt.models", "nmt.decoding", "nmt.training",
-                   "nmt.translate", "nmt.evaluate", "nmt.cli"},
-    "nmt.runtime": {"nmt.datautil", "nmt.models", "nmt.decoding", "nmt.training",
-                    "nmt.translate", "nmt.evaluate", "nmt.cli"},
-    "nmt.datautil": {"nmt.models", "nmt.decoding", "nmt.training", "nmt.translate",
-                     "nmt.evaluate", "nmt.cli"},
-    "nmt.models": {"nmt.datautil", "nmt.decoding", "nmt.training", "nmt.translate",
-                   "nmt.evaluate", "nmt.cli"},
+    "nmt.fileio": _ABOVE_LEAVES,
+    "nmt.config": _ABOVE_LEAVES - {"nmt.config"},
+    "nmt.runtime": _ABOVE_LEAVES,
+    "nmt.plots": _ABOVE_LEAVES,
+    "nmt.attention_plot": _ABOVE_LEAVES,
+    "nmt.datautil": {"nmt.models", "nmt.decoding", "nmt.checkpoint", "nmt.training", "nmt.cli"}
+    | _INFERENCE,
+    "nmt.models": {"nmt.datautil", "nmt.decoding", "nmt.checkpoint", "nmt.training", "nmt.cli"}
+    | _INFERENCE,
     # decoding may read the special token ids from datautil.vocab (a lower layer)
-    "nmt.decoding": {"nmt.training", "nmt.translate", "nmt.evaluate",
-                     "nmt.cli"},
-    "nmt.training": {"nmt.translate", "nmt.evaluate", "nmt.cli"},
-    "nmt.translate": {"nmt.evaluate", "nmt.cli"},
-    "nmt.evaluate": {"nmt.cli", "nmt.training"},
+    "nmt.decoding": {"nmt.checkpoint", "nmt.training", "nmt.cli"} | _INFERENCE,
+    # The run directory's checkpoint format: below training and inference alike, so that
+    # decoding a run never needs the training package.
+    "nmt.checkpoint": {"nmt.config", "nmt.datautil", "nmt.models", "nmt.decoding",
+                       "nmt.training", "nmt.cli"} | _INFERENCE,
+    "nmt.training": {"nmt.cli"} | _INFERENCE,
+    "nmt.translate": {"nmt.training", "nmt.cli", "nmt.evaluate", "nmt.run_eval", "nmt.tuning"},
+    "nmt.evaluate": {"nmt.training", "nmt.cli", "nmt.run_eval", "nmt.tuning"},
+    "nmt.run_eval": {"nmt.training", "nmt.cli", "nmt.tuning"},
+    "nmt.tuning": {"nmt.training", "nmt.cli"},
 }
+# Entry points: the package's lazy ``Translator`` export, ``python -m nmt``, the commands.
+UNRESTRICTED = {"nmt", "nmt.__main__", "nmt.cli"}
 
 
 def module_name(path: Path) -> str:
@@ -74,6 +85,7 @@ def test_imports_point_one_way(path: Path) -> None:
     name = module_name(path)
     layer = layer_of(name)
     if layer is None:
+        assert name in UNRESTRICTED or within(name, "nmt.cli"), f"{name} has no layer"
         return
     banned = FORBIDDEN[layer]
     bad = sorted(
@@ -89,3 +101,21 @@ def test_every_layer_exists() -> None:
     names = {module_name(p) for p in MODULES}
     for layer in FORBIDDEN:
         assert any(within(n, layer) for n in names), f"{layer} has no module"
+
+
+def test_every_module_has_a_layer() -> None:
+    orphans = [
+        n for n in (module_name(p) for p in MODULES)
+        if layer_of(n) is None and n not in UNRESTRICTED and not within(n, "nmt.cli")
+    ]
+    assert not orphans, f"add these modules to FORBIDDEN: {orphans}"
+
+
+def test_only_the_train_command_imports_training() -> None:
+    """Decoding a run (translate, evaluate, tune, average, a server) never needs training."""
+    users = sorted(
+        module_name(p) for p in MODULES
+        if not within(module_name(p), "nmt.training")
+        and any(within(m, "nmt.training") for m in imported_modules(p))
+    )
+    assert users == ["nmt.cli.train"], users

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from torch import nn
 
+from nmt.checkpoint import save_checkpoint
 from nmt.config import Config, load_config
 from nmt.datautil.build import build_vocab
 from nmt.datautil.vocab import Vocabulary
 from nmt.errors import ConfigError
 from nmt.training import rundir
-from nmt.training.checkpoint import save_checkpoint
 from nmt.training.rundir import prepare_run_dir
 
 MakeConfig = Callable[..., Config]

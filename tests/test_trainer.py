@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
+from nmt import checkpoint as ckpt
 from nmt.config import Config, dump_config, load_config
 from nmt.datautil.build import build_vocab
 from nmt.errors import CheckpointError, TrainingError
-from nmt.training import checkpoint as ckpt
 from nmt.training import trainer as trainer_mod
 from nmt.training.loss import LossSums, label_smoothed_loss
 from nmt.training.trainer import Trainer, train
@@ -296,7 +296,7 @@ def test_snapshots_keep_the_model_at_the_given_minutes(
     vocab_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from nmt.training.serialization import read_tensors
+    from nmt.checkpoint.tensors import read_tensors
     from nmt.translate import Translator
 
     # A clock of 30 s a step: minute 1 is passed at step 2, minute 2.5 at step 5; 0.2 and 0.4

@@ -23,6 +23,7 @@ from conftest import SAMPLE_DIR
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nmt.checkpoint import save_checkpoint
 from nmt.config import config_from_dict, dump_config
 from nmt.datautil.build import build_vocab
 from nmt.datautil.pipeline import TextProcessor
@@ -31,7 +32,6 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
 from nmt.models.int8 import Int8Linear, int8_available
 from nmt.runtime import torch_threads
-from nmt.training.checkpoint import save_checkpoint
 from nmt.translate import Translation, Translator
 
 MODEL_TYPES = ("gru", "transformer")

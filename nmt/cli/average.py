@@ -35,7 +35,7 @@ def average(
     The result, RUN_DIR/checkpoints/averaged/ by default, is written atomically and is used by
     'nmt translate/evaluate/tune --checkpoint averaged'. It holds weights only (not resumable).
     """
-    from nmt.training.average import average_checkpoints
+    from nmt.checkpoint.average import average_checkpoints
 
     names = [n.strip() for item in checkpoints or [] for n in item.split(",") if n.strip()]
     if last is None and not names:

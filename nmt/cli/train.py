@@ -51,9 +51,9 @@ def train(
         raise typer.Exit(launch(nproc, args))
     import signal as signal_module
 
+    from nmt.checkpoint.average import average_after_training
     from nmt.config import load_config
     from nmt.errors import CheckpointError, ConfigError
-    from nmt.training.average import average_after_training
     from nmt.training.signals import exit_code
     from nmt.training.trainer import train as run_training
 

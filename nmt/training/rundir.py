@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from nmt.checkpoint.locate import find_checkpoint
 from nmt.config import Config, DataConfig, dump_config, load_config, with_absolute_paths
 from nmt.datautil.build import build_vocab, vocab_change
 from nmt.datautil.pipeline import vocab_layout
 from nmt.errors import CheckpointError, ConfigError
 from nmt.fileio import atomic_write_text
-from nmt.training.checkpoint import find_checkpoint
 
 log = logging.getLogger(__name__)
 

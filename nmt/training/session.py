@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from nmt import checkpoint as ckpt
 from nmt.config import Config, with_absolute_paths
 from nmt.datautil.batching import TokenBatchSampler, shard_batches
 from nmt.datautil.pipeline import TextProcessor
@@ -31,7 +32,6 @@ from nmt.runtime import (
     select_device,
     set_threads,
 )
-from nmt.training import checkpoint as ckpt
 from nmt.training.data import load_dev, load_train
 from nmt.training.distributed import Dist, rank_seed
 from nmt.training.meter import StepMeter
@@ -98,7 +98,7 @@ class TrainingSession:
     def _restore(self, path: Path) -> None:
         data = ckpt.read_checkpoint(path)
         ckpt.restore(data, self.model, self.optimizer)
-        self.state = TrainState.from_dict(data.state["train"])
+        self.state = TrainState.from_dict(data.state.get("train"))
         self.schedule.load_state_dict(self.state.schedule)
         if self.scaler is not None and self.state.scaler:
             self.scaler.load_state_dict(self.state.scaler)

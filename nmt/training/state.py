@@ -57,7 +57,9 @@ class TrainState:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+    def from_dict(cls, d: Any) -> TrainState:
+        if not isinstance(d, dict):
+            raise CheckpointError(f"training state: expected a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from nmt import checkpoint as ckpt
 from nmt.config import Config, TrainConfig
 from nmt.datautil.batching import Batch, collate
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import TrainingError
 from nmt.runtime import autocast, release_free_memory
-from nmt.training import checkpoint as ckpt
 from nmt.training.distributed import Dist, DistEnv, distributed_session
 from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import clip_gradients, optimizer_step, set_lr

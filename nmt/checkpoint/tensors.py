@@ -135,7 +135,11 @@ def optimizer_from_tensors(
 
 
 def check_finite(tensors: dict[str, Tensor], what: str) -> None:
-    """Raise CheckpointError naming the first floating tensor holding NaN/inf."""
+    """Raise CheckpointError naming the first floating tensor holding NaN/inf.
+
+    Both directions use it: saving refuses a diverged model, and loading refuses weights that
+    would translate every sentence to an empty line (a NaN anywhere spreads to every logit).
+    """
     floats = [(n, t) for n, t in tensors.items() if t.is_floating_point() and t.numel()]
     if not floats:
         return
@@ -143,4 +147,4 @@ def check_finite(tensors: dict[str, Tensor], what: str) -> None:
     if bool(ok.all()):  # one sync for the common case
         return
     bad = next(n for (n, _), good in zip(floats, ok.tolist(), strict=True) if not good)
-    raise CheckpointError(f"refusing to save {what}: {bad} holds NaN/inf")
+    raise CheckpointError(f"{what}: {bad} holds NaN/inf")

@@ -13,7 +13,6 @@ float64 and cast back, so averaging identical tensors returns them bit for bit.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -23,16 +22,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from nmt.errors import CheckpointError, ConfigError
-from nmt.training.checkpoint import (
+from nmt.checkpoint.locate import resolve_checkpoint
+from nmt.checkpoint.read import read_state
+from nmt.checkpoint.store import (
     MODEL_FILE,
     STATE_FILE,
     checkpoint_root,
     list_checkpoints,
-    resolve_checkpoint,
     write_weights_only,
 )
-from nmt.training.serialization import read_tensors
+from nmt.checkpoint.tensors import read_tensors
+from nmt.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +178,8 @@ def average_checkpoints(
 
 
 def _step_of(path: Path) -> int:
-    try:
-        info = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        return int(info["step"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path / STATE_FILE}: unreadable: {e}") from None
+    step: int = read_state(path)["step"]
+    return step
 
 
 def average_after_training(run_dir: str | Path, last: int) -> AverageResult | None:
