@@ -75,6 +75,10 @@ class DataConfig:
     min_freq: int = 1
     max_size: int = 0  # 0 = no limit
     traditional_to_simplified: bool = False
+    # The script Chinese source text is converted to before the model reads it (translate,
+    # evaluate, dev validation; the training corpus is left as it is): auto = the script of
+    # the source vocabulary, hans/hant = always that script, keep = no conversion.
+    zh_script: Literal["auto", "hans", "hant", "keep"] = "auto"
     max_len: int = 100  # training pairs longer than this (in tokens, either side) are dropped
     strict: bool = False  # malformed TSV lines are an error instead of a counted warning
     filters: FilterConfig = field(default_factory=FilterConfig)
