@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nmt.config import Config, config_to_dict, load_config
-from nmt.datautil.corpus import read_parallel
+from nmt.datautil.corpus import read_parallel, reference_text
 from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
 from nmt.evaluate import DecodeStats, default_tokenize, timed_translate
 
@@ -80,7 +80,7 @@ def read_split(cfg: Config, split: str) -> EvalSet:
     pairs = read_parallel(path, cfg.data, normalize=False)
     if not len(pairs):
         raise DataError(f"{path}: no sentence pairs to evaluate on")
-    return EvalSet(f"{split}: {path}", list(pairs.src), [t.rstrip() for t in pairs.tgt])
+    return EvalSet(f"{split}: {path}", list(pairs.src), [reference_text(t) for t in pairs.tgt])
 
 
 def load_translator(

@@ -35,10 +35,12 @@ from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.tokenize import SPACE_MARK
 from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.decoding import Hypothesis, search
+from nmt.decoding.batches import length_sorted_batches
 from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
 from nmt.models.int8 import quantize_linears
 from nmt.models.interface import Seq2Seq
+from nmt.models.registry import model_kind, source_token_limit
 from nmt.runtime import (
     autocast,
     precision_name,
@@ -158,12 +160,9 @@ class Translator:
             self._autocast_dtype = None
             if device.type == "cpu":
                 release_free_memory()  # the fp32 copy
-        # Longer sources are truncated: training saw none (data.max_len), and the Transformer's
-        # position table ends at max_positions (the source also gets its </s>).
-        positions = config.model.max_positions if config.model.type == "transformer" else None
-        limits = [config.data.max_len] + ([positions - 1] if positions else [])
-        self.max_src_tokens = min(limits)
-        self._max_len_cap = positions
+        # Longer sources are truncated (see nmt.decoding.batches), as validation does.
+        self.max_src_tokens = source_token_limit(config.model, config.data.max_len)
+        self._max_len_cap = model_kind(config.model).position_limit(config.model)
 
     @property
     def precision(self) -> str:
@@ -313,13 +312,10 @@ class Translator:
         from tqdm import tqdm
 
         nbests: list[list[Hypothesis]] = [[] for _ in sources]
-        # Longest first: similar lengths share a batch (little padding), slowest batch first.
-        order = sorted((i for i, ids in enumerate(sources) if ids),
-                       key=lambda i: (-len(sources[i]), i))
-        size = decode.batch_size
-        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        batches = length_sorted_batches([len(ids) for ids in sources], decode.batch_size)
+        n_sentences = sum(len(b) for b in batches)
         workers = self._decode_workers(len(batches))
-        bar = tqdm(total=len(order), unit="sent", file=sys.stderr, disable=not progress,
+        bar = tqdm(total=n_sentences, unit="sent", file=sys.stderr, disable=not progress,
                    dynamic_ncols=True, leave=False)
 
         def run(index: int) -> None:
@@ -342,7 +338,7 @@ class Translator:
 
         # A few sentences decode fastest on one thread (see torch_threads); so do concurrent
         # batches, each on its own thread; other jobs keep the process's setting.
-        few = self.device.type == "cpu" and len(order) <= _FEW_SENTENCES
+        few = self.device.type == "cpu" and n_sentences <= _FEW_SENTENCES
         with bar, torch_threads(1 if few or workers > 1 else 0):
             if workers == 1:
                 for index in range(len(batches)):

@@ -271,3 +271,11 @@ def _with_format(data_cfg: DataConfig, fmt: str) -> DataConfig:
     from nmt.config import replace
 
     return data_cfg if data_cfg.format == fmt else replace(data_cfg, format=fmt)
+
+
+def reference_text(raw_target: str) -> str:
+    """A target sentence as a BLEU/chrF/TER reference: the text as the corpus has it (trailing
+    whitespace dropped), never normalized, so every score of the toolkit (dev BLEU during
+    training, ``nmt tune``, ``nmt evaluate``) is against the same references sacrebleu users
+    would pass."""
+    return raw_target.rstrip()

@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 from nmt.config import ModelConfig
-from nmt.models.attention import CrossAttention, SelfAttention
+from nmt.models.init import init_embedding
 from nmt.models.interface import Seq2Seq
-from nmt.models.rnn import RNNSeq2Seq
-from nmt.models.transformer import Transformer
+from nmt.models.registry import model_kind
 
 
 def build_model(
@@ -34,8 +33,9 @@ def build_model(
         )
     if initialize:
         model = _assemble(cfg, src_vocab_size, tgt_vocab_size, shared_vocab, pad_id, True)
-        for embed in _embeddings(model):  # after the model init, which may touch them
-            _init_embedding(embed, pad_id)
+        # After the model init, which may touch them.
+        for embed in model_kind(cfg).embeddings(model):
+            init_embedding(embed, pad_id)
     else:
         with torch.device("meta"):
             model = _assemble(cfg, src_vocab_size, tgt_vocab_size, shared_vocab, pad_id, False)
@@ -43,7 +43,7 @@ def build_model(
     if cfg.tie_embeddings:
         generator = model.generator
         assert isinstance(generator, nn.Linear)
-        generator.weight = _embeddings(model)[1].weight
+        generator.weight = model_kind(cfg).embeddings(model)[1].weight
     return model
 
 
@@ -65,25 +65,10 @@ def _assemble(
     tgt_embed = embedding(tgt_vocab_size)
     tie_src = shared_vocab and cfg.tie_embeddings
     src_embed = tgt_embed if tie_src else embedding(src_vocab_size)
-    model: Seq2Seq
-    if cfg.type == "gru":
-        model = RNNSeq2Seq(
-            src_embed, tgt_embed, hidden_size=cfg.hidden_size, enc_layers=cfg.enc_layers,
-            dec_layers=cfg.dec_layers, dropout=cfg.dropout, attention=cfg.attention,
-            luong_score=cfg.luong_score, input_feeding=cfg.input_feeding, pad_id=pad_id,
-        )
-        if initialize:
-            _init_gru(model)
-    elif cfg.type == "transformer":
-        model = Transformer(
-            src_embed, tgt_embed, heads=cfg.heads, ff_size=cfg.ff_size, enc_layers=cfg.enc_layers,
-            dec_layers=cfg.dec_layers, dropout=cfg.dropout, norm=cfg.norm,
-            positions=cfg.positions, max_positions=cfg.max_positions, pad_id=pad_id,
-        )
-        if initialize:
-            _init_transformer(model)
-    else:  # pragma: no cover - config validation rejects other types
-        raise ValueError(f"unknown model type {cfg.type!r}")
+    kind = model_kind(cfg)
+    model = kind.assemble(cfg, src_embed, tgt_embed, pad_id)
+    if initialize:
+        kind.initialize(model)
     return model
 
 
@@ -102,71 +87,7 @@ def _materialize(model: nn.Module) -> None:
         raise RuntimeError(f"buffers left on the meta device: {meta}")
 
 
-def _embeddings(model: Seq2Seq) -> tuple[nn.Embedding, nn.Embedding]:
-    """The source and target embeddings (the same module when they are tied)."""
-    if isinstance(model, Transformer):
-        return model.src_embedder.embed, model.tgt_embedder.embed
-    assert isinstance(model, RNNSeq2Seq)
-    return model.encoder.embed, model.tgt_embed
-
-
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of parameters; a tied matrix counts once."""
     params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
     return sum(p.numel() for p in params.values())
-
-
-def _init_transformer(model: nn.Module) -> None:
-    """Xavier-uniform weights (Glorot & Bengio 2010), zero biases, unit LayerNorms.
-
-    Fused projections (QKV, KV) are initialised per ``d_model x d_model`` block, so they start
-    exactly like separate Q, K and V matrices would.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):  # learned positions
-            nn.init.normal_(module.weight, std=module.embedding_dim**-0.5)
-    for module in model.modules():  # after the loop above, which saw the fused matrices whole
-        if isinstance(module, SelfAttention):
-            _init_blocks(module.qkv)
-        elif isinstance(module, CrossAttention):
-            _init_blocks(module.kv)
-
-
-def _init_blocks(fused: nn.Linear) -> None:
-    """Xavier init of each ``in x in`` block of a fused projection, e.g. Q, K and V of QKV."""
-    for block in fused.weight.split(fused.in_features, dim=0):
-        nn.init.xavier_uniform_(block)
-
-
-def _init_gru(model: nn.Module) -> None:
-    """Xavier for input-side matrices, orthogonal recurrent matrices, zero biases.
-
-    The recurrent matrix of each gate is orthogonal on its own (Saxe et al. 2014), which keeps
-    the hidden state's scale through many steps at the start of training.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.GRU):
-            for name, param in module.named_parameters():
-                for gate in param.chunk(3, dim=0):  # reset, update, new
-                    if name.startswith("weight_hh"):
-                        nn.init.orthogonal_(gate)
-                    elif name.startswith("weight_ih"):
-                        nn.init.xavier_uniform_(gate)
-                    else:
-                        nn.init.zeros_(gate)
-
-
-def _init_embedding(embed: nn.Embedding, pad_id: int) -> None:
-    """N(0, 1/d): scaled by sqrt(d) (Transformer) the rows have unit variance, and tied logits
-    start near unit scale. The padding row is zero (and gets no gradient from the lookup)."""
-    nn.init.normal_(embed.weight, std=embed.embedding_dim**-0.5)
-    with torch.no_grad():
-        embed.weight[pad_id].zero_()

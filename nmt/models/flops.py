@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 from nmt.config import ModelConfig
 
-__all__ = ["forward_flops", "training_flops"]
+__all__ = ["forward_flops", "gru_macs", "training_flops", "transformer_macs"]
 
 
 def forward_flops(
@@ -52,7 +52,9 @@ def forward_flops(
     """
     if len(src_lengths) != len(tgt_lengths):
         raise ValueError(f"{len(src_lengths)} source but {len(tgt_lengths)} target lengths")
-    per_sentence = _transformer_macs if cfg.type == "transformer" else _gru_macs
+    from nmt.models.registry import model_kind  # the registry imports this module
+
+    per_sentence = model_kind(cfg).forward_macs
     return 2.0 * sum(
         per_sentence(cfg, tgt_vocab_size, s, t)
         for s, t in zip(src_lengths, tgt_lengths, strict=True)
@@ -66,7 +68,7 @@ def training_flops(
     return 3.0 * forward_flops(cfg, tgt_vocab_size, src_lengths, tgt_lengths)
 
 
-def _transformer_macs(cfg: ModelConfig, vocab: int, s: int, t: int) -> float:
+def transformer_macs(cfg: ModelConfig, vocab: int, s: int, t: int) -> float:
     d, f = cfg.d_model, cfg.ff_size
     encoder = cfg.enc_layers * s * (4 * d * d + 2 * d * f + 2 * s * d)
     decoder = cfg.dec_layers * (
@@ -77,7 +79,7 @@ def _transformer_macs(cfg: ModelConfig, vocab: int, s: int, t: int) -> float:
     return float(encoder + decoder + t * d * vocab)
 
 
-def _gru_macs(cfg: ModelConfig, vocab: int, s: int, t: int) -> float:
+def gru_macs(cfg: ModelConfig, vocab: int, s: int, t: int) -> float:
     h, e = cfg.hidden_size, cfg.d_model
     mem, a = 2 * h, h  # bidirectional memory; scoring MLP / Luong space of size h
 

@@ -23,7 +23,7 @@ from nmt.datautil.cache import (
     train_cache_dir,
     train_cache_key,
 )
-from nmt.datautil.corpus import read_parallel
+from nmt.datautil.corpus import read_parallel, reference_text
 from nmt.datautil.pipeline import TextProcessor, vocab_layout
 from nmt.datautil.shards import CacheUnreadable, ShardedCorpus, write_shards
 from nmt.datautil.stream import resolve_workers, tokenize_stream
@@ -35,7 +35,8 @@ __all__ = ["DevSet", "corpus_files", "load_dev", "load_train"]
 
 @dataclass(frozen=True)
 class DevSet:
-    """Dev pairs as ids, and the target sentences (normalized text) as BLEU references."""
+    """Dev pairs as ids, and their target sentences as the corpus has them (BLEU references:
+    the same as ``nmt evaluate --split dev`` and ``nmt tune`` score against)."""
 
     corpus: TokenizedCorpus
     references: list[str]
@@ -90,7 +91,9 @@ def load_dev(cfg: Config, processor: TextProcessor) -> DevSet | None:
     if not keep:
         log.warning("%s: no usable dev pairs; training runs without validation", cfg.data.dev)
         return None
-    references = [pairs.tgt[i] for i in keep]
+    as_read = read_parallel(cfg.data.dev, cfg.data, normalize=False)
+    raw = dict(zip(as_read.line_numbers, as_read.tgt, strict=True))
+    references = [reference_text(raw[pairs.line_numbers[i]]) for i in keep]
 
     def build() -> TokenizedCorpus:
         src = [processor.encode_src(pairs.src[i]) for i in keep]

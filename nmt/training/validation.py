@@ -19,8 +19,10 @@ from nmt.config import Config
 from nmt.datautil.batching import TokenBatchSampler, collate, collate_src
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.vocab import PAD_ID
+from nmt.decoding.batches import length_sorted_batches, truncate
 from nmt.decoding.greedy import greedy_search
 from nmt.models.interface import Seq2Seq
+from nmt.models.registry import model_kind, source_token_limit
 from nmt.runtime import autocast
 from nmt.training.data import DevSet
 from nmt.training.loss import label_smoothed_loss
@@ -88,11 +90,18 @@ def _dev_loss(
     sampler = TokenBatchSampler(
         dev.corpus.src_lengths(), dev.corpus.tgt_lengths(), cfg.train.batch_tokens, seed=0
     )
+    # Pairs longer than training's data.max_len are left out of the loss, as training leaves
+    # them out (the Transformer could not even read them); BLEU still translates them, cut.
+    limit = cfg.data.max_len
+    src_len, tgt_len = dev.corpus.src_lengths(), dev.corpus.tgt_lengths()
     nll = torch.zeros((), device=device)
     tokens = 0
-    for indices in sampler.epoch_batches(0):
+    for batch_indices in sampler.epoch_batches(0):
         if should_stop():
             raise ValidationAborted
+        indices = [i for i in batch_indices if src_len[i] <= limit and tgt_len[i] <= limit]
+        if not indices:
+            continue
         batch = collate(dev.corpus, indices).to(device)
         with autocast(device, dtype):
             logits = model(batch.src, batch.src_mask, batch.tgt_in)
@@ -113,15 +122,15 @@ def _translate(
     n = len(dev.corpus)
     if cfg.train.valid_bleu_sentences:
         n = min(n, cfg.train.valid_bleu_sentences)
-    # Longest first, in batches of similar length: less padding, and the slowest batch first.
-    order = sorted(range(n), key=lambda i: -len(dev.corpus.src(i)))
-    cap = cfg.model.max_positions if cfg.model.type == "transformer" else None
+    # As translate does: the same batches, and sources cut to what the model takes.
+    limit = source_token_limit(cfg.model, cfg.data.max_len)
+    cap = model_kind(cfg.model).position_limit(cfg.model)
+    sources = [truncate(list(dev.corpus.src(i)), limit)[0] for i in range(n)]
     hyps = [""] * n
-    for start in range(0, n, cfg.decode.batch_size):
+    for chunk in length_sorted_batches([len(s) for s in sources], cfg.decode.batch_size):
         if should_stop():
             raise ValidationAborted
-        chunk = order[start : start + cfg.decode.batch_size]
-        src, src_mask = collate_src([dev.corpus.src(i) for i in chunk])
+        src, src_mask = collate_src([sources[i] for i in chunk])
         with autocast(device, dtype):
             result = greedy_search(
                 model,
