@@ -33,6 +33,7 @@ from nmt.models.factory import build_model
 from nmt.models.int8 import Int8Linear, int8_available
 from nmt.runtime import torch_threads
 from nmt.translate import Translation, Translator
+from nmt.translate.scheduling import decode_workers
 
 MODEL_TYPES = ("gru", "transformer")
 MAX_LEN = 12  # data.max_len of the test runs: longer inputs are truncated
@@ -291,13 +292,13 @@ def test_concurrent_batches_give_what_one_at_a_time_gives(
 
     monkeypatch.setattr(translator.model, "encode", spy)
     with torch_threads(1):  # one intra-op thread: one batch at a time
-        assert translator._decode_workers(5) == 1
+        assert decode_workers(translator.device, 5) == 1
         alone = translator.translate(sources, batch_size=3, seed=5, **options)
     assert threads == {threading.main_thread().name}
     threads.clear()
     with torch_threads(2):  # two: two batches at once, one thread each
-        assert translator._decode_workers(5) == 2
-        assert translator._decode_workers(1) == 1
+        assert decode_workers(translator.device, 5) == 2
+        assert decode_workers(translator.device, 1) == 1
         together = translator.translate(sources, batch_size=3, seed=5, **options)
         assert torch.get_num_threads() == 2  # restored after decoding
     assert len(threads) == 2 and all(t.startswith("nmt-decode") for t in threads)
@@ -396,6 +397,6 @@ def test_int8_concurrent_batches_give_what_one_at_a_time_gives(run_dir: Path) ->
     with torch_threads(1):
         alone = quantized.translate(sources, batch_size=3, strategy="beam")
     with torch_threads(2):
-        assert quantized._decode_workers(5) == 2
+        assert decode_workers(quantized.device, 5) == 2
         together = quantized.translate(sources, batch_size=3, strategy="beam")
     assert together == alone
