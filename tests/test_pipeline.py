@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,3 +70,48 @@ def test_layout_names(tmp_path: Path, make_config: MakeConfig) -> None:
     joint = vocab_layout(tmp_path, make_config(src="sentencepiece", tgt="sentencepiece",
                                                joint_vocab=True).data)
     assert joint.joint_spm and joint.src_vocab == joint.tgt_vocab
+
+
+# --------------------------------------------------------------------------- data.zh_script
+
+
+def test_traditional_source_is_read_in_the_vocabulary_script(make_config: MakeConfig) -> None:
+    cfg = make_config(src="jieba", tgt="moses")  # the tiny corpus is Simplified
+    tp = load(cfg)
+    assert tp.prepare_src("這個問題很難。") == "这个问题很难。"
+    assert tp.tokenize_src("車站在哪裡？") == tp.tokenize_src("车站在哪里？")
+    assert UNK_ID not in tp.encode_src("銀行在哪裡？")
+    keep = TextProcessor.load(cfg.run_dir, dataclasses.replace(cfg.data, zh_script="keep"))
+    assert keep.prepare_src("這個問題很難。") == "這個問題很難。"
+    assert UNK_ID in keep.encode_src("銀行在哪裡？")
+
+
+def test_a_traditional_vocabulary_gets_traditional_input(tmp_path: Path,
+                                                         make_config: MakeConfig) -> None:
+    train = tmp_path / "traditional.tsv"
+    train.write_text("I like tea.\t我喜歡茶。\tCC0\nWhere is the bank?\t銀行在哪裡？\tCC0\n",
+                     encoding="utf-8")
+    tp = load(make_config(train=str(train), dev=None))
+    assert tp.prepare_src("银行在哪里？") == "銀行在哪裏？"  # OpenCC's standard Traditional
+    assert UNK_ID not in tp.encode_src("我喜欢茶。")
+
+
+def test_zh_script_leaves_the_training_corpus_alone(tmp_path: Path,
+                                                    make_config: MakeConfig) -> None:
+    """Vocabulary and training token cache are the same for every zh_script: only what the
+    model reads at inference and validation is converted."""
+    train = tmp_path / "mixed.tsv"
+    train.write_text("I like tea.\t我喜欢茶。\tCC0\nWhere is the bank?\t銀行在哪裡？\tCC0\n"
+                     "Where is the station?\t车站在哪里？\tCC0\n", encoding="utf-8")
+    built = {}
+    for setting in ("auto", "keep", "hant"):
+        cfg = make_config(train=str(train), dev=None, zh_script=setting)
+        cfg = dataclasses.replace(cfg, run_dir=str(tmp_path / setting))
+        build_vocab(cfg)
+        run = Path(cfg.run_dir)
+        files = sorted((run / "vocab").iterdir()) + sorted((run / "cache").rglob("*"))
+        built[setting] = {p.relative_to(run): p.read_bytes() for p in files if p.is_file()}
+        assert "銀" in TextProcessor.load(run, cfg.data).src_vocab  # Traditional kept as read
+    # The same bytes under the same names: the training cache's key ignores zh_script too.
+    assert built["auto"] == built["keep"] == built["hant"]
+    assert any(str(name).startswith("cache/train-") for name in built["auto"])

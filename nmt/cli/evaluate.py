@@ -155,6 +155,15 @@ def evaluate(
     seed: Annotated[
         int | None, typer.Option(help="Random seed for sampling.", rich_help_panel=_DECODE_PANEL)
     ] = None,
+    zh_script: Annotated[
+        str | None,
+        typer.Option(
+            help="Chinese target only: convert the model's output to hans, hant, tw or hk "
+            "characters (OpenCC) before scoring, e.g. hant for Traditional references; the "
+            "references are scored as written.",
+            rich_help_panel=_DECODE_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Score translations with BLEU, chrF and TER (sacrebleu), each with its signature.
 
@@ -185,13 +194,13 @@ def evaluate(
         }  # fmt: skip
         hyps, refs, stats, lang, baseline = _translate_for_evaluation(
             model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang,
-            precision,
+            precision, zh_script,
         )
         if save_hyp is not None:
             atomic_write_text(save_hyp, "".join(f"{h}\n" for h in hyps))
     elif hyp is not None:
-        if src is not None or save_hyp is not None or split is not None:
-            raise ConfigError("--src, --split and --save-hyp belong to --model mode")
+        if any(given is not None for given in (src, save_hyp, split, zh_script)):
+            raise ConfigError("--src, --split, --save-hyp and --zh-script belong to --model mode")
         if not ref:
             raise ConfigError("--ref is required (repeat it for several references)")
         refs = {str(p): ev.read_texts(p) for p in ref}
@@ -250,6 +259,7 @@ def _translate_for_evaluation(
     tokenize: str | None,
     tgt_lang: str | None,
     precision: str | None = None,
+    zh_script: str | None = None,
 ) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str]:
     """``--model`` mode: read the sources and references, translate them timed.
 
@@ -258,6 +268,7 @@ def _translate_for_evaluation(
     """
     from nmt import evaluate as ev
     from nmt import run_eval
+    from nmt.datautil.zh_script import check_output_script
     from nmt.errors import ConfigError, DataError
     from nmt.fileio import read_lines
 
@@ -268,6 +279,7 @@ def _translate_for_evaluation(
         raise ConfigError(
             f"--tgt-lang {tgt_lang} contradicts {run_dir / 'config.yaml'}: data.tgt_lang={lang}"
         )
+    script = check_output_script(zh_script, lang) if zh_script is not None else None
     if src is None and ref:
         raise ConfigError("--ref needs --src FILE (without both, the run's --split is scored)")
     if src is not None:
@@ -289,4 +301,6 @@ def _translate_for_evaluation(
     hyps, stats = run_eval.translate_timed(
         translator, cfg, sources, {**decode, "seed": seed}, settings, tokenize
     )
+    if script is not None:
+        hyps = [translator.processor.convert_tgt_script(h, script) for h in hyps]
     return hyps, refs, stats, lang, f"{run_dir} ({name})"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from nmt.cli.common import app, reports_errors
+
+if TYPE_CHECKING:
+    from nmt.translate import Translation, Translator
 
 _DECODING = "Decoding (defaults: the run's config.yaml)"
 
@@ -59,6 +62,11 @@ def translate(
         typer.Option(help="auto, fp32, bf16, fp16 (GPU) or int8 (x86 CPU: int8 matrix "
                      "products; faster for Transformers) arithmetic (default: the run's "
                      "train.precision; auto is bf16 on GPUs and on CPUs with native bf16)."),
+    ] = None,
+    zh_script: Annotated[
+        str | None,
+        typer.Option(help="Chinese target only: write the output in hans (Simplified), hant "
+                     "(Traditional), tw (Taiwan) or hk (Hong Kong) characters (OpenCC)."),
     ] = None,
     plot_attention: Annotated[
         Path | None,
@@ -148,6 +156,7 @@ def translate(
         max_len_b=max_len_b, batch_size=batch_size, replace_unk=replace_unk,
     )
     translator.decode_config(**options)  # bad options fail before any decoding
+    in_script = _script_converter(translator, zh_script)
     plotted = 0
 
     def run(lines: list[str], progress: bool) -> list[str]:
@@ -155,6 +164,7 @@ def translate(
         results = translator.translate(lines, **options, seed=seed, return_details=True,
                                        with_attention=plot_attention is not None,
                                        progress=progress)
+        results = [in_script(r) for r in results]
         for r in results:
             plotted += 1
             if plot_attention is not None and r.tokens and r.src_tokens:
@@ -173,6 +183,26 @@ def translate(
     else:
         sys.stdout.write(data)
         sys.stdout.flush()
+
+
+def _script_converter(translator: Translator, zh_script: str | None
+                      ) -> Callable[[Translation], Translation]:
+    """What --zh-script does to a translation: its texts (best and n-best) in that script;
+    the tokens stay as the model produced them."""
+    import dataclasses
+
+    from nmt.datautil.zh_script import check_output_script
+
+    if zh_script is None:
+        return lambda r: r
+    script = check_output_script(zh_script, translator.config.data.tgt_lang)
+    convert = translator.processor.convert_tgt_script
+
+    def in_script(r: Translation) -> Translation:
+        nbest = [e._replace(translation=convert(e.translation, script)) for e in r.nbest]
+        return dataclasses.replace(r, translation=convert(r.translation, script), nbest=nbest)
+
+    return in_script
 
 
 def _read_input(path: Path | None, errors: str) -> list[str]:

@@ -7,14 +7,22 @@ takes raw text: normalization is idempotent, so already-normalized text is uncha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from nmt.config import DataConfig
 from nmt.datautil.normalize import Normalizer, normalizer_for
 from nmt.datautil.tokenize import SPACE_MARK, Tokenizer, build_tokenizer
 from nmt.datautil.vocab import Vocabulary
+from nmt.datautil.zh_script import (
+    OutputScript,
+    Script,
+    convert_zh_output,
+    source_converter,
+    vocab_script,
+)
 from nmt.errors import CheckpointError
 
 VOCAB_DIR = "vocab"
@@ -125,9 +133,24 @@ class TextProcessor:
     def normalize_src(self, text: str) -> str:
         return self.src_normalizer(text)
 
+    @cached_property
+    def _src_script(self) -> Callable[[str], str] | None:
+        # Detecting the vocabulary's script reads all of it: once per processor, on first use.
+        return source_converter(self.data_cfg, self.src_vocab)
+
+    def prepare_src(self, text: str) -> str:
+        """Normalized source sentence in the script the model reads (``data.zh_script``).
+
+        The training corpus does not come through here (build-vocab and the token cache
+        tokenize it in :mod:`nmt.datautil.stream`), so its script is left as it is.
+        """
+        normalized = self.src_normalizer(text)
+        convert = self._src_script
+        return normalized if convert is None else convert(normalized)
+
     def tokenize_src(self, text: str) -> list[str]:
-        """Normalized, tokenized source sentence."""
-        return self.src_tokenizer.tokenize(self.src_normalizer(text))
+        """Normalized, converted (:meth:`prepare_src`), tokenized source sentence."""
+        return self.src_tokenizer.tokenize(self.prepare_src(text))
 
     def encode_src(self, text: str) -> list[int]:
         """Source ids, without ``<s>``/``</s>`` (models add what they need)."""
@@ -164,6 +187,15 @@ class TextProcessor:
 
     def detokenize_tgt(self, tokens: Sequence[str]) -> str:
         return self.tgt_tokenizer.detokenize(tokens)
+
+    @cached_property
+    def tgt_script(self) -> Script:
+        """The script of the target vocabulary's Chinese (Simplified when it has none)."""
+        return vocab_script(self.tgt_vocab) or "hans"
+
+    def convert_tgt_script(self, text: str, script: OutputScript) -> str:
+        """Chinese output text, written in :attr:`tgt_script`, converted to ``script``."""
+        return convert_zh_output(text, script, self.tgt_script)
 
     def decode_tgt(self, ids: Iterable[int]) -> str:
         """Plain target text for model output ids (specials stripped, ``<unk>`` kept)."""

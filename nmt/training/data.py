@@ -96,6 +96,10 @@ def load_dev(cfg: Config, processor: TextProcessor) -> DevSet | None:
     references = [reference_text(raw[pairs.line_numbers[i]]) for i in keep]
 
     def build() -> TokenizedCorpus:
+        # encode_src converts Chinese to the model's script (data.zh_script) as translate
+        # does, so dev BLEU scores what translate would give; references stay as written.
+        # zh_script is part of the key (the whole data config is), and auto's script follows
+        # from the vocabulary files, which the key hashes.
         src = [processor.encode_src(pairs.src[i]) for i in keep]
         tgt = [processor.encode_tgt(pairs.tgt[i]) for i in keep]
         return TokenizedCorpus.from_lists(src, tgt)
