@@ -4,7 +4,9 @@ The dataclasses below are the only place defaults live (``configs/reference.yaml
 with comments). :func:`load_config` validates a file at once: unknown keys (with a "did you
 mean"), duplicate keys, wrong types, non-finite numbers and impossible values all raise
 :class:`ConfigError` with one line naming the dotted key and where its value came from: the file,
-or the ``--set KEY=VALUE`` that set it.
+or the ``--set KEY=VALUE`` that set it. Every rule a value is held to lives here:
+:func:`check_decode` and :func:`decode_with` apply the ``decode`` section's rules to options
+that come from elsewhere (a flag, a Python argument).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -357,12 +359,17 @@ def _check_finite(section: Any, prefix: str = "") -> None:
                 raise _BadKey(key, f"must be a finite number, got {x}")
 
 
-def _check_values(cfg: Config) -> None:
-    """Reject values that type-check but cannot work."""
-    _check_finite(cfg)
-    m, t, d, data = cfg.model, cfg.train, cfg.decode, cfg.data
-    # (ok, "KEY [KEYS IT IS CHECKED AGAINST...]", why)
-    checks: list[tuple[bool, str, str]] = [
+# A rule: (holds, "KEY [KEYS IT IS CHECKED AGAINST...]", why it fails). Every numeric key of
+# every section has one (tests/test_config.py walks the schema to keep it so), and code that
+# takes a value from elsewhere (a flag, a Python argument) checks it here, not again itself.
+_Rule = tuple[bool, str, str]
+
+# sentencepiece takes the seed as an unsigned 32-bit integer; the other generators take more.
+_SEED_LIMIT = 2**32
+
+
+def _data_rules(data: DataConfig) -> list[_Rule]:
+    rules: list[_Rule] = [
         (data.src_lang != data.tgt_lang, "data.tgt_lang data.src_lang",
          "must differ from data.src_lang"),
         (data.min_freq >= 1, "data.min_freq", "must be >= 1"),
@@ -376,6 +383,17 @@ def _check_values(cfg: Config) -> None:
          "must be >= 1 (a factor between the two sides' token counts) or 0 (off)"),
         (len(train_paths(data)) >= 1 and all(train_paths(data)), "data.train",
          "must name at least one corpus"),
+    ]  # fmt: skip
+    for side in ("src_tokenizer", "tgt_tokenizer"):
+        # Fewer pieces than <unk>, the word-start mark and one character: sentencepiece fails
+        # on any corpus (a corpus with more characters needs more, which build-vocab reports).
+        rules.append((getattr(data, side).sp_vocab_size >= 3, f"data.{side}.sp_vocab_size",
+                      "must be >= 3 (<unk>, the word-start mark and a character)"))
+    return rules
+
+
+def _model_rules(m: ModelConfig, data: DataConfig) -> list[_Rule]:
+    return [
         (m.d_model >= 1, "model.d_model", "must be >= 1"),
         (m.hidden_size >= 1, "model.hidden_size", "must be >= 1"),
         (m.enc_layers >= 1, "model.enc_layers", "must be >= 1"),
@@ -383,6 +401,7 @@ def _check_values(cfg: Config) -> None:
         (m.heads >= 1, "model.heads", "must be >= 1"),
         (m.d_model % max(m.heads, 1) == 0, "model.d_model model.heads",
          f"{m.d_model} is not divisible by model.heads={m.heads}"),
+        (m.ff_size >= 1, "model.ff_size", "must be >= 1"),
         (0.0 <= m.dropout < 1.0, "model.dropout", "must be in [0, 1)"),
         (m.max_positions >= 1, "model.max_positions", "must be >= 1"),
         # A training sentence of data.max_len tokens with its <s> and </s>; the GRU has no
@@ -391,34 +410,106 @@ def _check_values(cfg: Config) -> None:
          "model.max_positions data.max_len model.type",
          f"{m.max_positions} is too small for data.max_len={data.max_len}: the transformer "
          f"needs model.max_positions >= data.max_len + 2 = {data.max_len + 2}"),
+    ]  # fmt: skip
+
+
+def _train_rules(t: TrainConfig) -> list[_Rule]:
+    return [
         (t.lr > 0, "train.lr", "must be > 0"),
-        (t.batch_tokens >= 1, "train.batch_tokens", "must be >= 1"),
+        (all(0.0 <= b < 1.0 for b in t.betas), "train.betas", "each must be in [0, 1)"),
+        (t.weight_decay >= 0, "train.weight_decay", "must be >= 0"),
+        (t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"),
+        (0.0 < t.plateau_factor < 1.0, "train.plateau_factor", "must be in (0, 1)"),
+        (t.plateau_patience >= 0, "train.plateau_patience", "must be >= 0"),
+        (t.min_lr >= 0, "train.min_lr", "must be >= 0"),
+        # The plateau rate is max(lr * factor, min_lr): a floor above train.lr would raise it.
+        (t.schedule != "plateau" or t.min_lr <= t.lr, "train.min_lr train.lr train.schedule",
+         f"{t.min_lr} is above train.lr={t.lr}: lowering the rate on a plateau would raise it"),
+        (t.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 = off)"),
         (t.accum_steps >= 1, "train.accum_steps", "must be >= 1"),
         (0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)"),
         (0.0 <= t.teacher_forcing <= 1.0, "train.teacher_forcing", "must be in [0, 1]"),
+        (t.batch_tokens >= 1, "train.batch_tokens", "must be >= 1"),
+        (t.max_steps >= 0, "train.max_steps", "must be >= 0 (0 = no limit)"),
+        (t.max_epochs >= 1, "train.max_epochs", "must be >= 1"),
+        (t.time_limit_minutes >= 0, "train.time_limit_minutes", "must be >= 0 (0 = no limit)"),
+        (all(m > 0 for m in t.snapshot_minutes), "train.snapshot_minutes",
+         "every entry must be > 0 (minutes of training)"),
         (t.valid_every >= 1, "train.valid_every", "must be >= 1"),
+        (t.valid_bleu_sentences >= 0, "train.valid_bleu_sentences",
+         "must be >= 0 (0 = the whole dev set)"),
+        (t.early_stopping_patience >= 0, "train.early_stopping_patience",
+         "must be >= 0 (0 = off)"),
         (t.keep_last >= 1, "train.keep_last", "must be >= 1"),
         (t.average_last >= 0, "train.average_last", "must be >= 0 (0 = off)"),
         (t.average_last <= t.keep_last, "train.average_last train.keep_last",
          f"averages {t.average_last} checkpoints but train.keep_last={t.keep_last} keeps fewer; "
          f"set train.keep_last >= {t.average_last}"),
         (t.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1"),
+        (t.log_every >= 1, "train.log_every", "must be >= 1"),
+        (t.threads >= 0, "train.threads", "must be >= 0 (0 = one per physical core)"),
         (t.dist_timeout_minutes > 0, "train.dist_timeout_minutes", "must be > 0"),
-        (t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0"),
-        (all(m > 0 for m in t.snapshot_minutes), "train.snapshot_minutes",
-         "every entry must be > 0 (minutes of training)"),
+    ]  # fmt: skip
+
+
+def _decode_rules(d: DecodeConfig) -> list[_Rule]:
+    # decode.max_len_b has none: any integer works (the limit never drops below one step).
+    return [
         (d.beam_size >= 1, "decode.beam_size", "must be >= 1"),
         (1 <= d.n_best <= d.beam_size, "decode.n_best decode.beam_size",
          f"must be between 1 and decode.beam_size={d.beam_size}"),
+        (d.length_penalty >= 0, "decode.length_penalty",
+         "must be >= 0 (0 = raw log-probability)"),
         (d.temperature > 0, "decode.temperature", "must be > 0"),
         (d.top_k >= 0, "decode.top_k", "must be >= 0 (0 = off)"),
         (0.0 < d.top_p <= 1.0, "decode.top_p", "must be in (0, 1] (1 = off)"),
+        (d.max_len_a >= 0, "decode.max_len_a", "must be >= 0"),
         (d.batch_size >= 1, "decode.batch_size", "must be >= 1"),
-    ]
-    for ok, keys, why in checks:
+    ]  # fmt: skip
+
+
+def _enforce(rules: list[_Rule]) -> None:
+    for ok, keys, why in rules:
         if not ok:
             key, *related = keys.split()
             raise _BadKey(key, why, *related)
+
+
+def _check_values(cfg: Config) -> None:
+    """Reject values that type-check but cannot work."""
+    _check_finite(cfg)
+    _enforce([
+        (0 <= cfg.seed < _SEED_LIMIT, "seed", "must be in [0, 2**32)"),
+        *_data_rules(cfg.data), *_model_rules(cfg.model, cfg.data), *_train_rules(cfg.train),
+        *_decode_rules(cfg.decode),
+    ])  # fmt: skip
+
+
+def check_decode(decode: DecodeConfig) -> None:
+    """Hold ``decode`` to the rules of a config file's ``decode`` section.
+
+    For decoding options that come from elsewhere (a flag, a Python argument, one of tune's
+    candidate values), so that they are refused exactly as ``decode.KEY`` would be.
+
+    Raises:
+        ConfigError: naming the first ``decode.*`` key whose value cannot work.
+    """
+    _check_finite(decode, "decode.")
+    _enforce(_decode_rules(decode))
+
+
+def decode_with(decode: DecodeConfig, options: Mapping[str, Any]) -> DecodeConfig:
+    """``decode`` with the non-None ``options`` set, each read as its ``decode.KEY`` in a config
+    file would be: type-checked (numbers in strings accepted as for YAML), then validated.
+
+    Raises:
+        ConfigError: an unknown option, a wrong type or a value that cannot work; the
+            message names the ``decode.*`` key.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    updated = _build(DecodeConfig, {**dataclasses.asdict(decode), **given}, "decode.")
+    check_decode(updated)
+    return updated
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

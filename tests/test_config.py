@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from nmt.config import Config, load_config
+from nmt.config import Config, DecodeConfig, check_decode, decode_with, load_config
 from nmt.errors import ConfigError
 
 
@@ -157,3 +161,116 @@ def test_snapshot_minutes_is_a_list_of_positive_minutes(tmp_path: Path) -> None:
         load_config(None, ["train.snapshot_minutes=[ten]"])
     with pytest.raises(ConfigError, match=r"train\.snapshot_minutes: must be a finite number"):
         load_config(None, ["train.snapshot_minutes=[.inf]"])
+
+
+# Numeric keys that take any number of their type, each with the reason; every other numeric
+# key must refuse an absurd value with a ConfigError naming it.
+ANY_NUMBER = {
+    "decode.max_len_b": "may be negative: the output limit a * |src| + b never drops below 1",
+}
+
+
+def _absurd(tp: Any) -> Any:
+    """A value of annotation ``tp`` that no numeric rule should accept; None if ``tp`` is not
+    numeric (an int, a float, or a list of them)."""
+    if tp is int:
+        return -(10**9)
+    if tp is float:
+        return -1e9
+    if typing.get_origin(tp) is tuple:
+        items = [_absurd(a) for a in typing.get_args(tp) if a is not Ellipsis]
+        return items if items and None not in items else None
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        numeric = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _absurd(numeric[0]) if len(numeric) == 1 else None
+    return None
+
+
+def _numeric_keys(cls: type, prefix: str = "") -> dict[str, Any]:
+    """Every numeric key of the schema under ``cls`` with its absurd value (as YAML)."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out |= _numeric_keys(typing.cast(type, tp), f"{prefix}{f.name}.")
+        elif (value := _absurd(tp)) is not None:
+            out[prefix + f.name] = value
+    return out
+
+
+NUMERIC_KEYS = _numeric_keys(Config)
+
+
+def test_the_schema_walk_finds_every_numeric_key() -> None:
+    assert len(NUMERIC_KEYS) > 40
+    for key in ("seed", "train.betas", "train.snapshot_minutes", "decode.length_penalty",
+                "data.src_tokenizer.sp_vocab_size", "data.filters.max_ratio"):
+        assert key in NUMERIC_KEYS
+    assert "data.train" not in NUMERIC_KEYS and "train.device" not in NUMERIC_KEYS
+    assert set(ANY_NUMBER) <= set(NUMERIC_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(set(NUMERIC_KEYS) - set(ANY_NUMBER)))
+def test_every_numeric_key_has_a_rule(key: str) -> None:
+    override = f"{key}={json.dumps(NUMERIC_KEYS[key])}"  # JSON is YAML
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert str(info.value).startswith(f"--set {override}: {key}: "), str(info.value)
+
+
+@pytest.mark.parametrize("key", sorted(ANY_NUMBER))
+def test_keys_without_a_rule_take_any_number(key: str) -> None:
+    load_config(None, [f"{key}={NUMERIC_KEYS[key]}"])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.log_every=0", "train.log_every: must be >= 1"),  # was a ZeroDivisionError
+    ("decode.max_len_a=-1", "decode.max_len_a: must be >= 0"),
+    ("decode.length_penalty=-1", "decode.length_penalty: must be >= 0"),
+    ("train.max_epochs=0", "train.max_epochs: must be >= 1"),
+    ("train.betas=[0.9, 1.0]", "train.betas: each must be in [0, 1)"),
+    ("train.plateau_factor=1", "train.plateau_factor: must be in (0, 1)"),
+    ("seed=4294967296", "seed: must be in [0, 2**32)"),  # sentencepiece's seed is 32-bit
+    ("data.tgt_tokenizer.sp_vocab_size=2", "data.tgt_tokenizer.sp_vocab_size: must be >= 3"),
+])  # fmt: skip
+def test_values_that_used_to_fail_later(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^--set {re.escape(override)}: {re.escape(message)}"):
+        load_config(None, [override])
+
+
+def test_boundaries_are_accepted() -> None:
+    cfg = load_config(None, [
+        "seed=0", "train.log_every=1", "decode.max_len_a=0", "decode.length_penalty=0",
+        "decode.max_len_b=-5", "train.betas=[0, 0.999]", "train.time_limit_minutes=0",
+        "data.src_tokenizer.sp_vocab_size=3", "seed=4294967295",
+    ])  # fmt: skip
+    assert cfg.seed == 2**32 - 1 and cfg.decode.max_len_b == -5
+
+
+def test_min_lr_above_lr_only_matters_on_a_plateau() -> None:
+    assert load_config(None, ["train.min_lr=1"]).train.min_lr == 1.0  # noam ignores it
+    with pytest.raises(ConfigError, match=r"^--set train\.min_lr=1: train\.min_lr: 1\.0 is above "
+                       r"train\.lr=0\.0005: lowering the rate on a plateau would raise it$"):
+        load_config(None, ["train.min_lr=1", "train.schedule=plateau"])
+
+
+def test_decode_with_applies_the_decode_rules() -> None:
+    base = DecodeConfig()
+    updated = decode_with(base, {"length_penalty": "0.5", "beam_size": None})
+    assert updated == dataclasses.replace(base, length_penalty=0.5)
+    for options, message in [
+        ({"length_penalty": -1.0}, "decode.length_penalty: must be >= 0 (0 = raw log-probability)"),
+        ({"max_len_a": -1}, "decode.max_len_a: must be >= 0"),
+        ({"length_penalty": float("nan")},
+         "decode.length_penalty: must be a finite number, got nan"),
+        ({"length_penalty": True}, "decode.length_penalty: expected float, got True"),
+        ({"n_best": 6}, "decode.n_best: must be between 1 and decode.beam_size=5"),
+        ({"beem_size": 2}, "decode.beem_size: unknown key (did you mean decode.beam_size?)"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            decode_with(base, options)
+        assert str(info.value) == message
+    with pytest.raises(ConfigError, match=r"^decode\.top_p: must be in \(0, 1\]"):
+        check_decode(dataclasses.replace(base, top_p=0.0))
+    check_decode(base)
