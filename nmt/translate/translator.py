@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -11,7 +10,7 @@ from typing import Any, Literal, overload
 import torch
 
 from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_weights
-from nmt.config import Config, DecodeConfig, config_from_dict, config_to_dict, load_config
+from nmt.config import Config, DecodeConfig, decode_with, load_config
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.tokenize import SPACE_MARK
 from nmt.decoding import Hypothesis
@@ -161,16 +160,10 @@ class Translator:
         given = {k: v for k, v in options.items() if v is not None}
         if not given:
             return self.config.decode
-        raw = config_to_dict(self.config)
-        raw["decode"].update(given)
-        try:
-            decode = config_from_dict(raw).decode
+        try:  # the rules of the config's decode section (nmt.config), nowhere else
+            return decode_with(self.config.decode, given)
         except ConfigError as e:
             raise ConfigError(f"invalid decoding option: {e}") from None
-        if not math.isfinite(decode.max_len_a) or decode.max_len_a < 0:
-            raise ConfigError(f"invalid decoding option: decode.max_len_a: must be >= 0, "
-                              f"got {decode.max_len_a}")
-        return decode
 
     def _prepare(self, line_no: int, text: str) -> PreparedSource:
         tokens = self.processor.tokenize_src(text)
