@@ -68,8 +68,9 @@ def build_metrics(
 ) -> dict[str, Metric]:
     """sacrebleu metric objects, keyed by our lower-case names, with sacrebleu's defaults.
 
-    ``tokenize`` applies to BLEU only: chrF works on characters and TER has its own tokenizer,
-    whose CJK handling (``asian_support``) is on by default exactly when ``tokenize == "zh"``.
+    ``tokenize`` applies to BLEU only: chrF works on characters and TER has its own tokenizer.
+    ``ter_asian_support`` (default: ``tokenize == "zh"``) scores TER on CJK characters, the
+    TER counterpart of BLEU's ``tok:zh``; see :func:`ter_metric`.
     ``references`` pre-computes reference statistics once, as the sacrebleu command line does.
     """
     check_tokenize(tokenize)
@@ -77,9 +78,21 @@ def build_metrics(
     factories: dict[str, Callable[[], Metric]] = {
         "bleu": lambda: BLEU(tokenize=tokenize, references=references),
         "chrf": lambda: CHRF(references=references),
-        "ter": lambda: TER(asian_support=asian, references=references),
+        "ter": lambda: ter_metric(asian, references),
     }
     return {name: factories[name]() for name in parse_metrics(",".join(metrics))}
+
+
+def ter_metric(asian_support: bool, references: Sequence[Sequence[str]] | None = None) -> TER:
+    """sacrebleu's TER; with ``asian_support`` each CJK character is one word.
+
+    sacrebleu splits CJK characters only inside its tercom normalization: ``asian_support``
+    alone (``norm:no|asian:yes``) changes nothing, and a Chinese sentence written without spaces
+    stays one "word", so TER is ~100 for almost any error. Chinese TER therefore turns on both
+    (``norm:yes|asian:yes``, as ``sacrebleu --ter-normalized --ter-asian-support``); the
+    normalization also splits ASCII punctuation off words. Other targets keep sacrebleu's default.
+    """
+    return TER(normalized=asian_support, asian_support=asian_support, references=references)
 
 
 def read_texts(path: str | Path) -> list[str]:

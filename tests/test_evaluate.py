@@ -132,7 +132,7 @@ def test_agrees_with_sacrebleu_cli(
 ) -> None:
     hyp = write(tmp_path / "hyp.txt", EN_HYP if lang == "en" else ZH_HYP)
     ref_files = [str(write(tmp_path / f"ref{k}.txt", r)) for k, r in enumerate(refs)]
-    extra = ["-tok", "zh", "--ter-asian-support"] if lang == "zh" else []
+    extra = ["-tok", "zh", "--ter-normalized", "--ter-asian-support"] if lang == "zh" else []
     expected = sacrebleu_json(
         *ref_files, "-i", str(hyp), "-m", "bleu", "chrf", "ter", "-w", str(width), *extra
     )
@@ -321,6 +321,24 @@ def test_score_library_checks_alignment_and_reports_signatures() -> None:
     assert ev.score(EN_REF, [EN_REF], tokenize="13a")["bleu"].score == pytest.approx(100.0)
     with pytest.raises(DataError, match="line counts differ"):
         ev.score(EN_HYP, [EN_REF[:2]], tokenize="13a")
+
+
+def test_chinese_ter_counts_characters_and_english_ter_words() -> None:
+    # One wrong character of ten, no spaces: 10 edits per 100 characters, not one wrong "word".
+    scores = ev.score(["我今天去商店买了苹果"], [["我昨天去商店买了苹果"]], tokenize="zh")
+    assert scores["ter"].score == pytest.approx(10.0)
+    assert "norm:yes" in scores["ter"].signature and "asian:yes" in scores["ter"].signature
+    # English keeps sacrebleu's default TER: one wrong word of five.
+    english = ev.score(["the cat sat on mats"], [["the cat sat on mat"]], tokenize="13a")
+    assert english["ter"].score == pytest.approx(20.0)
+    assert "norm:no" in english["ter"].signature and "asian:no" in english["ter"].signature
+
+
+def test_compare_scores_chinese_ter_on_characters() -> None:
+    result = ev.compare(ZH_HYP, {"ref": ZH_REF}, [ZH_REF], "zh", ("ter",), n_samples=10)
+    assert "asian:yes" in result.signatures["TER"] and "norm:yes" in result.signatures["TER"]
+    base_ter = result.systems[0].scores[0].score
+    assert 0.0 < base_ter < 50.0  # a few characters per sentence differ, not whole sentences
 
 
 def test_trailing_whitespace_and_crlf_are_ignored_like_sacrebleu(tmp_path: Path) -> None:
