@@ -5,6 +5,11 @@
 
 One row per recipe, sorted by name; the sacrebleu signatures follow the table, since they are
 too long for a column. Missing figures show as "-".
+
+A Chinese-target TER counts only when it was scored on characters (``norm:yes|asian:yes``, as
+``nmt evaluate`` scores it now). Results recorded before that hold a TER over whitespace-separated
+"words", i.e. whole unspaced sentences (~90-100 for any system): the table leaves such a TER out
+and says so under the table instead of printing a figure that compares with nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = ("Recipe", "Direction", "Model", "Params", "Test BLEU", "chrF", "Train time",
+HEADER = ("Recipe", "Direction", "Model", "Params", "Test BLEU", "chrF", "TER", "Train time",
           "Machine", "Decoding", "Speed")  # fmt: skip
+CHARACTER_TER = ("norm:yes", "asian:yes")  # sacrebleu splits CJK characters only with both
 
 
 def _get(data: Mapping[str, Any], *keys: str) -> Any:
@@ -38,6 +44,19 @@ def _metric(data: Mapping[str, Any], prefix: str) -> Mapping[str, Any] | None:
     return next((v for k, v in metrics.items() if k.startswith(prefix)), None)
 
 
+def word_level_chinese_ter(data: Mapping[str, Any]) -> bool:
+    """Whether the test TER is a Chinese target's TER not scored on characters."""
+    ter = _metric(data, "TER")
+    if ter is None or str(data.get("direction", "")).rpartition("-")[2] != "zh":
+        return False
+    fields = str(ter.get("signature", "")).split("|")
+    return not all(f in fields for f in CHARACTER_TER)
+
+
+def _ter(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return None if word_level_chinese_ter(data) else _metric(data, "TER")
+
+
 def _budget(data: Mapping[str, Any]) -> str:
     """" (24.1 after 25 min)": test BLEU of the run's earlier checkpoints (snapshots)."""
     parts = []
@@ -51,7 +70,7 @@ def _budget(data: Mapping[str, Any]) -> str:
 
 def row(data: Mapping[str, Any]) -> list[str]:
     """The table cells of one results file."""
-    bleu, chrf = _metric(data, "BLEU"), _metric(data, "chrF")
+    bleu, chrf, ter = _metric(data, "BLEU"), _metric(data, "chrF"), _ter(data)
     m, dec = data.get("machine") or {}, data.get("decoding") or {}
     params = _get(data, "model", "parameters")
     cores = m.get("available_cores") or m.get("cpu_count")
@@ -75,6 +94,7 @@ def row(data: Mapping[str, Any]) -> list[str]:
         "-" if params is None else f"{params / 1e6:.1f}M",
         _num(bleu and bleu.get("score"), ".1f") + _budget(data),
         _num(chrf and chrf.get("score"), ".1f"),
+        _num(ter and ter.get("score"), ".1f"),
         train_time,
         f"{machine}, torch {m.get('torch', '?')}",
         strategy,
@@ -87,11 +107,17 @@ def render(results: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     results = sorted(results, key=lambda d: str(d.get("recipe", "")))
     lines += ["| " + " | ".join(row(d)) + " |" for d in results]
+    omitted = ", ".join(f"`{d.get('recipe', '?')}`" for d in results if word_level_chinese_ter(d))
+    if omitted:
+        lines += ["", f"TER left out (\"-\") for {omitted}: scored on whitespace-separated "
+                  "words (sacrebleu's `asian:yes` splits characters only with `norm:yes`), i.e. "
+                  "on whole unspaced Chinese sentences; `scripts/reproduce.sh RECIPE` re-scores "
+                  f"it on characters (`{'|'.join(CHARACTER_TER)}`)."]  # fmt: skip
     signatures = [
         f"- `{d.get('recipe', '?')}` {name}: `{value.get('signature', '')}`"
         for d in results
         for name, value in (_get(d, "test", "metrics") or {}).items()
-        if name.startswith(("BLEU", "chrF"))
+        if name.startswith(("BLEU", "chrF")) or (name == "TER" and not word_level_chinese_ter(d))
     ]
     if signatures:
         lines += ["", "sacrebleu signatures:", "", *signatures]

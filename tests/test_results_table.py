@@ -45,17 +45,44 @@ def test_render(results_table: ModuleType, tmp_path: Path) -> None:
     assert lines[0].startswith("| Recipe | Direction |") and lines[1].startswith("|---|")
     assert lines[2] == (
         "| `a_recipe` | zh-en | transformer (jieba/moses) | 9.6M | 26.4 (24.4 after 25 min) | "
-        "45.2 | 55 min, bf16 | "
+        "45.2 | 60.0 | 55 min, bf16 | "
         "AMD EPYC, 2 cores, 2 threads, torch 2.13.0 | beam 5, lp 1.2, averaged | 31.0 sent/s |"
     )
     assert lines[3].startswith("| `b_recipe` |") and "| 20.0 (18.0 after 25 min) |" in lines[3]
     assert "- `a_recipe` BLEU: `nrefs:1|tok:13a|version:2.6.0`" in lines
-    assert "ter-sig" not in text  # the table reports BLEU and chrF
+    assert "- `a_recipe` TER: `ter-sig`" in lines  # an English TER is shown as recorded
+    assert "TER left out" not in text
 
 
 def test_missing_figures_show_a_dash(results_table: ModuleType) -> None:
     row = results_table.row({"recipe": "x"})
-    assert row[0] == "`x`" and row[4] == "-" and row[5] == "-"
+    assert row[0] == "`x`" and row[4] == "-" and row[5] == "-" and row[6] == "-"
+
+
+WORD_TER = "nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:yes|version:2.6.0"
+CHAR_TER = "nrefs:1|case:lc|tok:tercom|norm:yes|punct:yes|asian:yes|version:2.6.0"
+
+
+def chinese_target(recipe: str, ter: float, signature: str) -> dict[str, Any]:
+    data = synthetic(recipe, 33.4) | {"direction": "en-zh"}
+    data["test"]["metrics"]["TER"] = {"score": ter, "signature": signature}
+    return data
+
+
+def test_a_word_level_chinese_ter_is_left_out_with_a_note(results_table: ModuleType) -> None:
+    # The TER recorded before Chinese TER counted characters (asian:yes did nothing without
+    # norm:yes): one "word" per unspaced sentence, so 91.9 compares with nothing.
+    old, new = chinese_target("old", 91.9, WORD_TER), chinese_target("new", 41.3, CHAR_TER)
+    assert results_table.row(old)[6] == "-" and results_table.row(new)[6] == "41.3"
+    text = results_table.render([old, new])
+    assert "91.9" not in text and WORD_TER not in text
+    assert "TER left out (\"-\") for `old`: scored on whitespace-separated words" in text
+    assert f"- `new` TER: `{CHAR_TER}`" in text.splitlines()
+    # A zh->en TER without Asian support is right: its target is English.
+    english = synthetic("zh_en", 30.0)
+    english["test"]["metrics"]["TER"]["signature"] = WORD_TER.replace("asian:yes", "asian:no")
+    assert results_table.row(english)[6] == "60.0"
+    assert not results_table.word_level_chinese_ter(english)
 
 
 def test_empty_directory_is_an_error(results_table: ModuleType, tmp_path: Path) -> None:
