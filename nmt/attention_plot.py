@@ -4,12 +4,17 @@ Source tokens run along the top (labels rotated), target tokens down the side, o
 cell per (target, source) pair: white where the decoder looked. matplotlib is an optional
 dependency (``pip install 'nmt[viz]'``) and is imported only when a plot is drawn, through its
 object-oriented API with the Agg canvas, so no global backend or pyplot state is touched.
+
+Chinese labels need a font with CJK glyphs. An installed one (Noto Sans CJK, WenQuanYi, ...) is
+used when there is one; otherwise the Noto Sans SC that the ``viz`` extra installs (inside the
+``zhplot`` package) is registered with matplotlib's font manager. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import logging
 import re
 import warnings
@@ -21,7 +26,7 @@ import numpy as np
 
 from nmt.errors import ConfigError, DataError
 
-__all__ = ["CJK_FONT_NAMES", "cjk_font", "plot_attention"]
+__all__ = ["CJK_FONT_NAMES", "bundled_cjk_font_files", "cjk_font", "font_family", "plot_attention"]
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +35,16 @@ CJK_FONT_NAMES = (
     "Noto Sans CJK SC", "Noto Sans CJK", "Noto Serif CJK", "Source Han Sans", "Source Han Serif",
     "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC",
     "Heiti SC", "STHeiti", "Hiragino Sans GB", "AR PL UMing", "AR PL UKai", "Droid Sans Fallback",
+    "Noto Sans SC", "Noto Sans TC",
 )
 _CJK_FILE = re.compile(
     r"(?i)cjk|sourcehan|wqy|simhei|msyh|yahei|pingfang|heiti|hiragino|uming|ukai|droidsansfallback"
+    r"|notos(ans|erif)(sc|tc)"
 )
+# The viz extra's font package: zhplot ships Noto Sans SC (OFL; all of GB2312 and Big5, so
+# Traditional characters too) as a 10 MB TrueType file. It is never imported: importing it
+# switches matplotlib's global default font.
+BUNDLED_FONT_PACKAGE = "zhplot"
 _CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]")
 
 
@@ -49,7 +60,38 @@ def _matplotlib() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def cjk_font() -> str | None:
-    """The family name of an installed font with Chinese glyphs, or None (looked up once)."""
+    """The family name of a font with Chinese glyphs, or None (looked up once).
+
+    An installed font comes first; else the viz extra's bundled font (:data:`BUNDLED_FONT_PACKAGE`).
+    """
+    found = _installed_cjk_font()
+    return found if found is not None else _bundled_cjk_font()
+
+
+def _bundled_cjk_font() -> str | None:
+    """Register the viz extra's font with matplotlib; its family name, or None without it."""
+    from matplotlib import font_manager
+
+    for path in bundled_cjk_font_files():
+        try:
+            font_manager.fontManager.addfont(path)
+            return str(font_manager.FontProperties(fname=path).get_name())
+        except (OSError, RuntimeError, ValueError):
+            continue
+    return None
+
+
+def bundled_cjk_font_files() -> list[Path]:
+    """The font files of the viz extra's font package; none when it is not installed.
+
+    Found through the package's import spec, which locates it without running its code.
+    """
+    spec = importlib.util.find_spec(BUNDLED_FONT_PACKAGE)
+    folders = (spec.submodule_search_locations or []) if spec is not None else []
+    return sorted(p for folder in folders for p in Path(folder, "fonts").glob("*.[ot]t[fc]"))
+
+
+def _installed_cjk_font() -> str | None:
     from matplotlib import font_manager
 
     found = _known_cjk_family({f.name for f in font_manager.fontManager.ttflist})
@@ -78,7 +120,7 @@ def _warn_no_cjk_font() -> None:
     # Cached: one warning per process, not one per plot.
     log.warning(
         "no CJK font found; Chinese labels in attention plots will show as boxes "
-        "(install one, e.g. apt-get install fonts-noto-cjk)"
+        "(pip install 'nmt[viz]' brings one, or e.g. apt-get install fonts-noto-cjk)"
     )
 
 
@@ -115,7 +157,7 @@ def plot_attention(
             f"attention of shape {matrix.shape} does not match {len(tgt_tokens)} target "
             f"and {len(src_tokens)} source tokens"
         )
-    family = _font_family(list(src_tokens) + list(tgt_tokens) + [title or ""])
+    family = font_family(list(src_tokens) + list(tgt_tokens) + [title or ""])
     width = 1.8 + 0.38 * max(len(src_tokens), 4)
     height = 1.6 + 0.32 * max(len(tgt_tokens), 4)
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
@@ -167,8 +209,13 @@ def _as_matrix(weights: Any) -> np.ndarray:
     return np.asarray(weights, dtype=np.float64)
 
 
-def _font_family(texts: Sequence[str]) -> list[str]:
-    """A font list for matplotlib's per-glyph fallback: DejaVu Sans, then a CJK font."""
+def font_family(texts: Sequence[str]) -> list[str]:
+    """A font list for matplotlib's per-glyph fallback: DejaVu Sans, then a CJK font.
+
+    Latin letters and digits keep matplotlib's default font; a glyph DejaVu Sans lacks is taken
+    from the next family (matplotlib >= 3.6). Warns once when ``texts`` hold CJK and no CJK font
+    is available.
+    """
     family = ["DejaVu Sans"]
     if any(_CJK.search(t) for t in texts):
         found = cjk_font()
