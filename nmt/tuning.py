@@ -10,14 +10,13 @@ best ``alpha`` depends on the model and the data, so it is chosen on dev, never 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nmt.config import dump_config, load_config
+from nmt.config import DecodeConfig, decode_with, dump_config, replace
 from nmt.errors import ConfigError
 from nmt.evaluate import default_tokenize, score
 from nmt.fileio import atomic_write_text
@@ -68,18 +67,26 @@ class TuneResult:
 
 
 def parse_values(text: str) -> tuple[float, ...]:
-    """``"0,0.6,1.0"`` -> ``(0.0, 0.6, 1.0)``; each must be a finite number >= 0."""
+    """``"0,0.6,1.0"`` -> ``(0.0, 0.6, 1.0)``, duplicates dropped; each value is held to the
+    rule of ``decode.length_penalty``."""
     values: list[float] = []
     for item in text.split(","):
         try:
             value = float(item)
         except ValueError:
             raise ConfigError(f"--length-penalty: {item.strip()!r} is not a number") from None
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"--length-penalty: {value} must be a finite number >= 0")
-        if value not in values:
-            values.append(value)
+        decode = _with_penalty(DecodeConfig(), value, f"--length-penalty {item.strip()}")
+        if decode.length_penalty not in values:
+            values.append(decode.length_penalty)
     return tuple(values)
+
+
+def _with_penalty(decode: DecodeConfig, value: Any, where: str) -> DecodeConfig:
+    """``decode`` with length penalty ``value``, held to the ``decode.length_penalty`` rule."""
+    try:
+        return decode_with(decode, {"length_penalty": value})
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def tune_length_penalty(
@@ -97,12 +104,16 @@ def tune_length_penalty(
         beam_size: default the run's ``decode.beam_size``.
 
     Raises:
-        ConfigError: no values, or the run has no such split configured.
+        ConfigError: no values, a value ``decode.length_penalty`` refuses, or the run has no
+            such split configured.
     """
     if not values:
         raise ConfigError("--length-penalty: give at least one value")
     cfg = run_config(run_dir, {"strategy": "beam", "beam_size": beam_size,
                                "batch_size": batch_size})  # fmt: skip
+    # All of them before the first decode: a bad last value must not cost the others' time.
+    values = [_with_penalty(cfg.decode, v, f"--length-penalty {v}").length_penalty
+              for v in values]
     data = read_split(cfg, split)
     translator = load_translator(run_dir, device, checkpoint)
     tokenize = default_tokenize(cfg.data.tgt_lang)
@@ -121,12 +132,10 @@ def tune_length_penalty(
 
 
 def write_length_penalty(run_dir: str | Path, value: float) -> Path:
-    """Set ``decode.length_penalty`` in ``RUN_DIR/config.yaml``: validated like ``--set``, then
-    the resolved config is written back atomically (as ``nmt train`` wrote it)."""
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"decode.length_penalty: must be a finite number >= 0, got {value}")
+    """Set ``decode.length_penalty`` in ``RUN_DIR/config.yaml``: validated as that key of the
+    file is, then the resolved config is written back atomically (as ``nmt train`` wrote it)."""
     path = Path(run_dir) / "config.yaml"
-    run_config(run_dir)  # a missing run directory is a CheckpointError naming it
-    cfg = load_config(path, [f"decode.length_penalty={float(value)!r}"])
-    atomic_write_text(path, dump_config(cfg))
+    cfg = run_config(run_dir)  # a missing run directory is a CheckpointError naming it
+    decode = _with_penalty(cfg.decode, value, str(path))
+    atomic_write_text(path, dump_config(replace(cfg, decode=decode)))
     return path

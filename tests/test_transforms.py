@@ -9,8 +9,10 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from nmt.config import DecodeConfig, decode_with
 from nmt.decoding import warp_logits
-from nmt.decoding.transforms import apply_temperature, top_k_filter, top_p_filter
+from nmt.decoding.transforms import apply_temperature, check_warp_args, top_k_filter, top_p_filter
+from nmt.errors import ConfigError
 
 INF = math.inf
 
@@ -214,3 +216,25 @@ def test_any_leading_shape() -> None:
 def test_bad_arguments_raise(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         warp_logits(torch.zeros(1, 3), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("temperature", v) for v in (-1.0, 0.0, 1e-9, 1.0, 100.0, math.inf, math.nan)]
+    + [("top_k", v) for v in (-1, 0, 1, 50)]
+    + [("top_p", v) for v in (-0.2, 0.0, 1e-9, 0.5, 1.0, 1.1, math.nan)],
+)
+def test_warpers_accept_what_the_config_accepts(name: str, value: float) -> None:
+    """The warpers guard their own arguments; decode.* holds users to the same ranges."""
+    try:
+        decode_with(DecodeConfig(), {name: value})
+        config_ok = True
+    except ConfigError:
+        config_ok = False
+    args = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, name: value}
+    try:
+        check_warp_args(**args)  # type: ignore[arg-type]
+        warpers_ok = True
+    except ValueError:
+        warpers_ok = False
+    assert warpers_ok == config_ok

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 from test_run_eval import N_DEV, split_run
 from typer.testing import CliRunner
 
@@ -14,7 +15,13 @@ from nmt.cli import app
 from nmt.config import load_config
 from nmt.errors import ConfigError
 from nmt.translate import Translator
-from nmt.tuning import TuneResult, parse_values, tune_length_penalty, write_length_penalty
+from nmt.tuning import (
+    DEFAULT_VALUES,
+    TuneResult,
+    parse_values,
+    tune_length_penalty,
+    write_length_penalty,
+)
 
 
 def test_best_is_the_first_highest_bleu() -> None:
@@ -33,6 +40,41 @@ def test_parse_values() -> None:
     for bad in ("a", "-1", "nan", ""):
         with pytest.raises(ConfigError, match="--length-penalty"):
             parse_values(bad)
+
+
+def _config_message(override: str) -> str:
+    """What load_config says about ``--set override``, without the ``--set`` in front."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    return str(info.value).removeprefix(f"--set {override}: ")
+
+
+def test_candidates_are_held_to_the_config_rule() -> None:
+    """tune refuses exactly what decode.length_penalty refuses, with the same words."""
+    rule = _config_message("decode.length_penalty=-1")
+    assert rule == "decode.length_penalty: must be >= 0 (0 = raw log-probability)"
+    with pytest.raises(ConfigError) as info:
+        parse_values("0.5,-1")
+    assert str(info.value) == f"--length-penalty -1: {rule}"
+    assert parse_values("0") == (0.0,)  # the rule's boundary is a valid candidate
+
+
+def test_tune_refuses_a_bad_candidate_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = split_run(tmp_path)
+    calls: list[object] = []
+    monkeypatch.setattr(Translator, "translate", lambda *a, **k: calls.append(k) or [])
+    with pytest.raises(ConfigError, match=r"^--length-penalty -1\.0: decode\.length_penalty: "
+                       r"must be >= 0"):
+        tune_length_penalty(run, (0.0, -1.0), beam_size=2, device="cpu")
+    assert calls == []  # the first value was not decoded either
+
+
+def test_the_command_default_is_the_library_default() -> None:
+    command = typer.main.get_command(app).get_command(None, "tune")  # type: ignore[attr-defined]
+    default = next(p.default for p in command.params if p.name == "length_penalty")
+    assert parse_values(default) == DEFAULT_VALUES
 
 
 def test_tune_decodes_dev_once_per_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,8 +111,10 @@ def test_tune_command_writes_the_best_value(tmp_path: Path) -> None:
 
 def test_write_refuses_invalid_values_and_missing_runs(tmp_path: Path) -> None:
     run = split_run(tmp_path)
+    before = (run / "config.yaml").read_text(encoding="utf-8")
     for bad in (-1.0, float("nan")):
-        with pytest.raises(ConfigError, match="length_penalty"):
+        with pytest.raises(ConfigError, match="decode.length_penalty: must be"):
             write_length_penalty(run, bad)
+    assert (run / "config.yaml").read_text(encoding="utf-8") == before
     missing = CliRunner().invoke(app, ["tune", str(tmp_path / "nope")])
     assert missing.exit_code == 4 and "no config.yaml" in missing.output

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from nmt.cli.common import app, reports_errors
+from nmt.tuning import DEFAULT_VALUES, parse_values, tune_length_penalty, write_length_penalty
 
 
 @app.command()
@@ -16,7 +17,7 @@ def tune(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of 'nmt train'.")],
     length_penalty: Annotated[
         str, typer.Option(help="Comma-separated GNMT length penalties (alpha) to try.")
-    ] = "0,0.4,0.8,1.0,1.2,1.6",
+    ] = ",".join(f"{value:g}" for value in DEFAULT_VALUES),
     beam_size: Annotated[
         int | None, typer.Option(help="Beam width (default: the run's decode.beam_size).")
     ] = None,
@@ -39,8 +40,6 @@ def tune(
     With --write the best value goes into RUN_DIR/config.yaml (written atomically).
     """
     import json
-
-    from nmt.tuning import parse_values, tune_length_penalty, write_length_penalty
 
     values = parse_values(length_penalty)
     result = tune_length_penalty(run_dir, values, beam_size, "dev", device, checkpoint,
