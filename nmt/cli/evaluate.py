@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nmt.cli.common import app, reports_errors
+from nmt.evaluate import DEFAULT_BOOTSTRAP, DEFAULT_WIDTH, METRIC_NAMES
 from nmt.fileio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -54,14 +55,14 @@ def evaluate(
         ),
     ] = None,
     metrics: Annotated[
-        str, typer.Option(help="Comma-separated metrics to compute: bleu, chrf, ter.")
-    ] = "bleu,chrf,ter",
+        str, typer.Option(help=f"Comma-separated metrics to compute: {', '.join(METRIC_NAMES)}.")
+    ] = ",".join(METRIC_NAMES),
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples for --compare (sacrebleu's default).")
-    ] = 1000,
+    ] = DEFAULT_BOOTSTRAP,
     width: Annotated[
         int, typer.Option(min=0, max=10, help="Decimals printed for scores, as sacrebleu -w.")
-    ] = 1,
+    ] = DEFAULT_WIDTH,
     model: Annotated[
         Path | None,
         typer.Option(
