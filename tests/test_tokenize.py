@@ -6,16 +6,22 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_DIR
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from nmt.config import TokenizerConfig
+from nmt.datautil.normalize import Normalizer
 from nmt.datautil.tokenize import (
+    SPACE_MARK,
     CharTokenizer,
     JiebaTokenizer,
     MosesTokenizer,
     SentencePieceTokenizer,
     SpaceTokenizer,
+    Tokenizer,
     build_tokenizer,
     join_chinese,
+    spaced_chinese_tokens,
     train_sentencepiece,
 )
 from nmt.errors import ConfigError, DataError
@@ -63,6 +69,9 @@ def test_jieba_missing_user_dict(tmp_path: Path) -> None:
         (["Tom", "在", "New", "York", "。"], "Tom在New York。"),
         (["我", "有", "3", "个", "苹果"], "我有3个苹果"),
         (["2023", "年", "5", "月"], "2023年5月"),
+        (["Tom", ",", "▁", "Mary", "和", "我"], "Tom, Mary和我"),
+        (["▁", "”", "▁", "▁", "“", "▁"], "” “"),  # marks at the ends dropped, repeats merged
+        (["New", "▁", "York"], "New York"),  # a mark where the joiner puts a space anyway
         ([], ""),
     ],
 )
@@ -147,3 +156,83 @@ def test_build_tokenizer() -> None:
     assert isinstance(build_tokenizer(TokenizerConfig("space"), "en"), SpaceTokenizer)
     with pytest.raises(ConfigError, match="needs a trained model"):
         build_tokenizer(TokenizerConfig("sentencepiece"), "en")
+
+
+# --------------------------------------------------------------------------- Chinese spacing
+
+
+@pytest.mark.parametrize(
+    ("pieces", "tokens"),
+    [
+        # Spaces only between Latin/digit words (most Chinese text): just the words, as before.
+        (["Tom", "在", "New", " ", "York", "住", "了", "3.5", "年", "。"],
+         ["Tom", "在", "New", "York", "住", "了", "3.5", "年", "。"]),
+        (["Tom", ",", " ", "Mary", "和", "我"], ["Tom", ",", "▁", "Mary", "和", "我"]),
+        (["”", " ", "“"], ["”", "▁", "“"]),
+        (["Bj", "ö", "rk", "和", "caf", "é"], ["Björk", "和", "café"]),  # cut inside a word
+        ([" ", "a", "  ", ",", "b ", " c", " "], ["a", "▁", ",", "b", "c"]),  # odd whitespace
+        ([], []),
+    ],
+)
+def test_spaced_chinese_tokens(pieces: list[str], tokens: list[str]) -> None:
+    assert spaced_chinese_tokens(pieces) == tokens
+
+
+ZH = Normalizer("zh")
+# Examples whose spaces the Chinese joiner used to lose (or add), raw before normalization.
+MIXED_EXAMPLES = [
+    "Tom, Mary和我",
+    "我用Python 3.11写代码。",
+    "他说: OK.",
+    "“谁在车里？” “汤姆。”",
+    '"他是对的吗？" "我不这么认为。"',
+    "我听Björk最新的歌曲。",
+    "I said (yes) and 我走了!",
+    "e.g. 3.5%, U.S.A., it's",
+]
+
+
+@pytest.fixture(scope="module")
+def chinese_tokenizers(tmp_path_factory: pytest.TempPathFactory) -> list[Tokenizer]:
+    rows = [line.split("\t") for line in read_lines(SAMPLE_DIR / "train.tsv")]
+    model = tmp_path_factory.mktemp("spm") / "zh.spm.model"
+    train_sentencepiece([ZH(r[1]) for r in rows] + [r[0] for r in rows], model,
+                        vocab_size=600, character_coverage=0.9995)  # about 20 ms
+    return [JiebaTokenizer(), CharTokenizer(), SentencePieceTokenizer(model)]
+
+
+@pytest.mark.parametrize("raw", MIXED_EXAMPLES)
+def test_chinese_round_trip_examples(raw: str, chinese_tokenizers: list[Tokenizer]) -> None:
+    text = ZH(raw)
+    for tok in chinese_tokenizers:
+        assert tok.detokenize(tok.tokenize(text)) == text, type(tok).__name__
+
+
+def test_jieba_keeps_the_space_after_latin_punctuation() -> None:
+    tok = JiebaTokenizer()
+    assert tok.tokenize("Tom, Mary和我") == ["Tom", ",", SPACE_MARK, "Mary", "和", "我"]
+    assert tok.detokenize(tok.tokenize("Tom, Mary和我")) == "Tom, Mary和我"
+    assert tok.tokenize(ZH("他说: OK.")) == ["他", "说", "：", "OK", "。"]  # no space left
+
+
+# Han (common and rare), Latin with accents, digits, spaces, Latin and Chinese punctuation;
+# never "▁", which the tokenizers reserve for a space.
+MIXED_TEXT = st.text(
+    alphabet=st.sampled_from(
+        list("我你他是的了在和汤姆喜欢北京鱻齉恤 aeiTomMaryPyhonBjörkcafé0123 ,.!?:;()'\"-%&"
+             "，。！？：；（）“”‘’《》、…")
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=MIXED_TEXT)
+@example(raw="a,b和a, b")
+@example(raw="AT恤")
+def test_chinese_round_trip_property(raw: str, chinese_tokenizers: list[Tokenizer]) -> None:
+    text = ZH(raw)
+    for tok in chinese_tokenizers:
+        tokens = tok.tokenize(text)
+        assert all(t and not any(c.isspace() for c in t) for t in tokens)
+        assert tok.detokenize(tokens) == text, (type(tok).__name__, tokens)

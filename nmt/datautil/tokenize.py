@@ -4,7 +4,9 @@ Every tokenizer turns normalized text into tokens without whitespace (so tokens 
 to ``token<TAB>count`` files) and has a detokenizer that returns plain text:
 
 - ``jieba``: Chinese words, from our own ``jieba.Tokenizer`` instance (jieba's module-level
-  tokenizer is global state shared with any other user of jieba in the process);
+  tokenizer is global state shared with any other user of jieba in the process); joined
+  without spaces except between Latin/digit words, so a space elsewhere (``Tom, Mary``) is
+  kept as the token ``▁``;
 - ``char``: characters; a space becomes the visible token ``▁`` so detokenizing is exact;
 - ``moses``: sacremoses tokenizer/detokenizer (``escape=False``: no ``&apos;`` entities);
 - ``space``: split on whitespace (pre-tokenized corpora);
@@ -18,7 +20,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,24 +43,76 @@ class Tokenizer(Protocol):
     def detokenize(self, tokens: Sequence[str]) -> str: ...
 
 
+# --------------------------------------------------------------------------- Chinese spacing
+
+
+@functools.cache  # called twice per token; the distinct characters are few
 def _is_word_char(char: str) -> bool:
     return char.isalnum() and not is_cjk(char)
 
 
+def _joined_with_space(left: str, right: str) -> bool:
+    """:func:`join_chinese` puts a space between these two tokens (two Latin/digit words)."""
+    return _is_word_char(left[-1]) and _is_word_char(right[0])
+
+
 def join_chinese(tokens: Sequence[str]) -> str:
-    """Join Chinese tokens without spaces, except between two Latin/digit words.
+    """Join Chinese tokens without spaces, except between two Latin/digit words and where a
+    ``▁`` token stands (see :func:`spaced_chinese_tokens`).
 
     ``["汤姆", "在", "波士顿"]`` -> ``汤姆在波士顿``; ``["Tom", "在", "New", "York"]`` ->
-    ``Tom在New York``.
+    ``Tom在New York``; ``["Tom", ",", "▁", "Mary", "和", "我"]`` -> ``Tom, Mary和我``.
     """
     out: list[str] = []
+    space = False
     for tok in tokens:
+        if tok == SPACE_MARK:
+            space = bool(out)  # marks at the start or end are dropped, repeated ones give one
+            continue
         if not tok:
             continue
-        if out and _is_word_char(out[-1][-1]) and _is_word_char(tok[0]):
+        if out and (space or _joined_with_space(out[-1], tok)):
             out.append(" ")
         out.append(tok)
+        space = False
     return "".join(out)
+
+
+def spaced_chinese_tokens(pieces: Iterable[str]) -> list[str]:
+    """A segmenter's pieces of one text (words and whitespace, in order) as tokens that
+    :func:`join_chinese` joins back to exactly that text (single spaces, stripped ends, no
+    ``▁`` in it).
+
+    The joiner puts a space only between two Latin/digit words, so a space anywhere else
+    (``Tom, Mary``, ``“谁？” “汤姆。”``) becomes a ``▁`` token, and a word the segmenter cut
+    without a space (jieba's ``Bj|ö|rk``) is put back together. A text whose spaces all stand
+    between Latin/digit words (most Chinese text) gets just the words.
+    """
+    out: list[str] = []
+    spaced = False  # whitespace since the last word
+    for piece in pieces:
+        words = piece.split()
+        if len(words) == 1 and len(words[0]) == len(piece):  # one word, jieba's usual piece
+            _add_word(out, piece, spaced)
+            spaced = False
+        elif piece:  # whitespace, or (not from jieba) words with whitespace in or around them
+            spaced = spaced or piece[0].isspace()
+            for i, word in enumerate(words):
+                _add_word(out, word, spaced or i > 0)
+                spaced = False
+            spaced = spaced or piece[-1].isspace()
+    return out
+
+
+def _add_word(out: list[str], word: str, spaced: bool) -> None:
+    """Append ``word`` (after a space when ``spaced``) so that ``join_chinese(out)`` stays
+    the text so far."""
+    if not out or spaced == _joined_with_space(out[-1], word):  # the joiner restores the gap
+        out.append(word)
+    elif spaced:
+        out += [SPACE_MARK, word]
+    else:
+        out[-1] += word
 
 
 # --------------------------------------------------------------------------- jieba
@@ -107,10 +161,7 @@ class JiebaTokenizer:
         self._tok = _jieba_instance(user_dict, stamp)
 
     def tokenize(self, text: str) -> list[str]:
-        out: list[str] = []
-        for piece in self._tok.cut(text, HMM=True):
-            out.extend(piece.split())  # drops jieba's whitespace tokens
-        return out
+        return spaced_chinese_tokens(self._tok.cut(text, HMM=True))
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         return join_chinese(tokens)
