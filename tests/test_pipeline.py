@@ -11,7 +11,8 @@ import pytest
 from nmt.config import Config
 from nmt.datautil.build import build_vocab
 from nmt.datautil.pipeline import TextProcessor, vocab_layout
-from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.datautil.tokenize import CharTokenizer
+from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
 from nmt.errors import CheckpointError
 
 MakeConfig = Callable[..., Config]
@@ -61,6 +62,29 @@ def test_missing_vocabulary_is_a_checkpoint_error(make_config: MakeConfig) -> No
     cfg = make_config()
     with pytest.raises(CheckpointError, match="src.vocab not found; run 'nmt build-vocab'"):
         TextProcessor.load(cfg.run_dir, cfg.data)
+
+
+@pytest.mark.parametrize(
+    ("src", "tgt", "source_token", "target_token"),
+    [
+        ("sentencepiece", "moses", "▁Tom", "Tom"),
+        ("jieba", "sentencepiece", "汤姆", "▁汤姆"),  # else it would glue to the word before
+        ("moses", "jieba", "Tom", "Tom"),
+        ("char", "sentencepiece", "▁", "▁▁"),  # a bare mark is its own surface
+    ],
+)
+def test_source_token_as_target(make_config: MakeConfig, src: str, tgt: str,
+                                source_token: str, target_token: str) -> None:
+    cfg = make_config(src=src, tgt=tgt)
+    vocab = Vocabulary([])
+    tp = TextProcessor(cfg.data, CharTokenizer(), CharTokenizer(), vocab, vocab)
+    assert tp.source_token_as_target(source_token) == target_token
+
+
+def test_en_to_zh_keeps_spaces_of_mixed_text(make_config: MakeConfig) -> None:
+    tp = load(make_config(src="moses", tgt="jieba", src_lang="en", tgt_lang="zh"))
+    for text in ("Tom, Mary和我", "“谁？” “汤姆。”"):  # not in the tiny vocabulary: tokens
+        assert tp.detokenize_tgt(tp.tokenize_tgt(text)) == text
 
 
 def test_layout_names(tmp_path: Path, make_config: MakeConfig) -> None:

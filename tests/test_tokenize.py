@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from conftest import SAMPLE_DIR
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from nmt.config import TokenizerConfig
+from nmt.config import TokenizerConfig, TokenizerType
 from nmt.datautil.normalize import Normalizer
 from nmt.datautil.tokenize import (
     SPACE_MARK,
+    TOKENIZERS,
     CharTokenizer,
     JiebaTokenizer,
     MosesTokenizer,
@@ -22,6 +24,7 @@ from nmt.datautil.tokenize import (
     build_tokenizer,
     join_chinese,
     spaced_chinese_tokens,
+    tokenizer_kind,
     train_sentencepiece,
 )
 from nmt.errors import ConfigError, DataError
@@ -156,6 +159,24 @@ def test_build_tokenizer() -> None:
     assert isinstance(build_tokenizer(TokenizerConfig("space"), "en"), SpaceTokenizer)
     with pytest.raises(ConfigError, match="needs a trained model"):
         build_tokenizer(TokenizerConfig("sentencepiece"), "en")
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_registry_names_are_the_config_schema() -> None:
+    # nmt.config cannot import datautil: the Literal is the schema, the registry the behaviour.
+    assert sorted(TOKENIZERS) == sorted(get_args(TokenizerType))
+
+
+def test_registry_declarations() -> None:
+    assert [n for n, k in TOKENIZERS.items() if k.trained_model] == ["sentencepiece"]
+    assert [n for n, k in TOKENIZERS.items() if k.keeps_spaces] == ["space"]
+    assert tokenizer_kind("sentencepiece").as_token("Tom") == "▁Tom"
+    assert tokenizer_kind("moses").as_token("Tom") == "Tom"
+    assert tokenizer_kind("jieba").as_token("汤姆") == "汤姆"
+    with pytest.raises(ConfigError, match="unknown tokenizer type 'bert'; known: jieba, char"):
+        tokenizer_kind("bert")
 
 
 # --------------------------------------------------------------------------- Chinese spacing

@@ -159,11 +159,15 @@ class Normalizer:
 
 def normalizer_for(data_cfg: DataConfig, side: Literal["src", "tgt"]) -> Normalizer:
     """The normalizer for one side of a config's corpus."""
+    # Imported here: the tokenizers import this module (is_cjk), and the registry says which
+    # of them read spaces as word boundaries.
+    from nmt.datautil.tokenize import tokenizer_kind
+
     lang = data_cfg.src_lang if side == "src" else data_cfg.tgt_lang
     tok_cfg = data_cfg.src_tokenizer if side == "src" else data_cfg.tgt_tokenizer
     return Normalizer(
         lang,
         traditional_to_simplified=data_cfg.traditional_to_simplified,
         lowercase=tok_cfg.lowercase,
-        keep_spaces=tok_cfg.type == "space",
+        keep_spaces=tokenizer_kind(tok_cfg.type).keeps_spaces,
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nmt.config import DataConfig
 from nmt.datautil.normalize import Normalizer, normalizer_for
-from nmt.datautil.tokenize import SPACE_MARK, Tokenizer, build_tokenizer
+from nmt.datautil.tokenize import SPACE_MARK, Tokenizer, build_tokenizer, tokenizer_kind
 from nmt.datautil.vocab import Vocabulary
 from nmt.datautil.zh_script import (
     OutputScript,
@@ -59,8 +59,8 @@ def vocab_layout(run_dir: str | Path, data_cfg: DataConfig) -> VocabLayout:
     ``src.spm.model``/``tgt.spm.model``."""
     d = Path(run_dir) / VOCAB_DIR
     joint = data_cfg.joint_vocab
-    src_sp = data_cfg.src_tokenizer.type == "sentencepiece"
-    tgt_sp = data_cfg.tgt_tokenizer.type == "sentencepiece"
+    src_sp = tokenizer_kind(data_cfg.src_tokenizer.type).trained_model
+    tgt_sp = tokenizer_kind(data_cfg.tgt_tokenizer.type).trained_model
     src_spm: Path | None
     tgt_spm: Path | None
     if joint and src_sp and tgt_sp:
@@ -187,6 +187,12 @@ class TextProcessor:
 
     def detokenize_tgt(self, tokens: Sequence[str]) -> str:
         return self.tgt_tokenizer.detokenize(tokens)
+
+    def source_token_as_target(self, source_token: str) -> str:
+        """A source token in surface form, spelled as a target token of this run (a source
+        word copied into the output in place of ``<unk>``)."""
+        word = source_token.replace(SPACE_MARK, "") or source_token
+        return tokenizer_kind(self.data_cfg.tgt_tokenizer.type).as_token(word)
 
     @cached_property
     def tgt_script(self) -> Script:

@@ -11,6 +11,8 @@ to ``token<TAB>count`` files) and has a detokenizer that returns plain text:
 - ``moses``: sacremoses tokenizer/detokenizer (``escape=False``: no ``&apos;`` entities);
 - ``space``: split on whitespace (pre-tokenized corpora);
 - ``sentencepiece``: BPE or unigram subwords from a model that ``build-vocab`` trains.
+
+:data:`TOKENIZERS` registers each type with what the rest of the code asks of it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -297,7 +300,66 @@ def train_sentencepiece(
     atomic_write_bytes(model_path, buffer.getvalue())
 
 
-# --------------------------------------------------------------------------- factory
+# --------------------------------------------------------------------------- registry
+
+
+Builder = Callable[[TokenizerConfig, Lang, Path | None], Tokenizer]
+
+
+@dataclass(frozen=True)
+class TokenizerKind:
+    """What the rest of the code asks of one tokenizer type, declared once in :data:`TOKENIZERS`.
+
+    Attributes:
+        build: the tokenizer for one side's settings, that side's language and its trained
+            model file (None for kinds without ``trained_model``).
+        trained_model: ``nmt build-vocab`` trains a sentencepiece model for a side of this kind
+            (``RUN_DIR/vocab/*.spm.model``); the tokenizer cannot be built without it.
+        keeps_spaces: spaces in the text separate words (pre-tokenized corpora), so the Chinese
+            normalizer keeps those next to Chinese characters.
+        word_start: what a token that begins a word starts with (sentencepiece's ``▁``; the
+            other kinds mark nothing), see :meth:`as_token`.
+    """
+
+    build: Builder
+    trained_model: bool = False
+    keeps_spaces: bool = False
+    word_start: str = ""
+
+    def as_token(self, word: str) -> str:
+        """A word (no marks) spelled as a token of this kind, e.g. a source word copied into
+        the output for ``<unk>``: without sentencepiece's mark it would glue to the left."""
+        return self.word_start + word
+
+
+def _build_sentencepiece(tok_cfg: TokenizerConfig, lang: Lang, model: Path | None) -> Tokenizer:
+    if model is None:
+        raise ConfigError("sentencepiece tokenizer needs a trained model; run nmt build-vocab")
+    return SentencePieceTokenizer(model)
+
+
+# Adding a tokenizer: its class above, its entry here, its name in nmt.config.TokenizerType
+# (the config schema, which cannot import this module; a test keeps the two equal).
+TOKENIZERS: dict[str, TokenizerKind] = {
+    "jieba": TokenizerKind(lambda tok_cfg, lang, model: JiebaTokenizer(tok_cfg.user_dict)),
+    "char": TokenizerKind(lambda tok_cfg, lang, model: CharTokenizer()),
+    "moses": TokenizerKind(lambda tok_cfg, lang, model: MosesTokenizer(lang)),
+    "space": TokenizerKind(lambda tok_cfg, lang, model: SpaceTokenizer(lang), keeps_spaces=True),
+    "sentencepiece": TokenizerKind(_build_sentencepiece, trained_model=True,
+                                   word_start=SPACE_MARK),
+}
+
+
+def tokenizer_kind(name: str) -> TokenizerKind:
+    """The registered kind of a ``data.*_tokenizer.type``.
+
+    Raises:
+        ConfigError: no tokenizer of that name (the config schema normally catches it first).
+    """
+    kind = TOKENIZERS.get(name)
+    if kind is None:
+        raise ConfigError(f"unknown tokenizer type {name!r}; known: {', '.join(TOKENIZERS)}")
+    return kind
 
 
 def build_tokenizer(
@@ -308,19 +370,10 @@ def build_tokenizer(
     Args:
         tok_cfg: one side's tokenizer settings.
         lang: that side's language (Moses rules, how ``space`` tokens are joined).
-        sp_model: the trained model file; required for ``sentencepiece``.
+        sp_model: the trained model file; required for kinds with ``trained_model``.
+
+    Raises:
+        ConfigError: unknown type, or a trained model needed but not given.
     """
-    kind = tok_cfg.type
-    if kind == "jieba":
-        return JiebaTokenizer(tok_cfg.user_dict)
-    if kind == "char":
-        return CharTokenizer()
-    if kind == "moses":
-        return MosesTokenizer(lang)
-    if kind == "space":
-        return SpaceTokenizer(lang)
-    if kind == "sentencepiece":
-        if sp_model is None:
-            raise ConfigError("sentencepiece tokenizer needs a trained model; run nmt build-vocab")
-        return SentencePieceTokenizer(sp_model)
-    raise ConfigError(f"unknown tokenizer type {kind!r}")  # pragma: no cover - config checks
+    model = Path(sp_model) if sp_model is not None else None
+    return tokenizer_kind(tok_cfg.type).build(tok_cfg, lang, model)
