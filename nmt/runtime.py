@@ -1,14 +1,16 @@
-"""Seeds, device choice and autocast. Nothing global is kept here."""
+"""Seeds, device choice, precision and autocast. Nothing global is kept here.
+
+The performance policy (threads, memory trimming, kernel caches, attention kernels) is in
+:mod:`nmt.perf`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import random
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -116,30 +118,6 @@ def _cpuinfo_has_bf16(cpuinfo: str) -> bool:
     return False
 
 
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
-    return trim
-
-
-def release_free_memory() -> None:
-    """Hand memory that torch has freed back to the operating system (glibc only).
-
-    glibc keeps freed heap memory for reuse, and batches of varying shapes fragment it, so a
-    long CPU run's resident memory creeps up well above what it uses at any one time
-    (measured: bf16 training peak 1.82 GiB without, 1.46 GiB trimming every 8 steps).
-    Elsewhere this does nothing.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 @contextlib.contextmanager
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
     """Autocast to ``dtype`` on ``device``, or nothing when ``dtype`` is None."""
@@ -148,54 +126,3 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
-
-
-def set_threads(threads: int) -> None:
-    """Set torch's intra-op threads when asked (0 keeps torch's choice)."""
-    if threads > 0:
-        torch.set_num_threads(threads)
-
-
-def physical_cores() -> int:
-    """Cores this process may run on, counting SMT siblings (hyper-threads) once."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux: no topology to read
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
-        try:
-            with open(path, encoding="ascii") as f:
-                cores.add(f.read().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
-
-
-def default_threads() -> int:
-    """torch intra-op threads when none are configured: one per physical core.
-
-    torch's own default counts every logical CPU; a second thread on a hyper-thread sibling
-    only adds synchronisation to the small matrix products of this model.
-    """
-    return physical_cores()
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block on ``threads`` intra-op threads, then restore the previous setting.
-
-    ``0`` leaves the setting as it is. Small jobs (a sentence or two) run fastest on one
-    thread: their matrix products are too small to split, and when another process keeps
-    the other cores busy every parallel region waits for a descheduled worker (measured:
-    7-8 ms per Linear call on 2 threads vs 0.05 ms on 1 on this 2-core machine under load).
-    """
-    before = torch.get_num_threads()
-    if threads > 0 and threads != before:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)

@@ -140,15 +140,16 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
     """Training throughput of one model in one precision."""
     import torch
 
+    from nmt import perf
     from nmt.config import load_config
     from nmt.datautil.batching import TokenBatchSampler, TokenizedCorpus, collate
     from nmt.datautil.pipeline import TextProcessor
     from nmt.models.factory import build_model
     from nmt.models.flops import training_flops
-    from nmt.runtime import release_free_memory, seed_everything, select_device
+    from nmt.runtime import seed_everything, select_device
     from nmt.training.data import load_train
     from nmt.training.optim import make_optimizer, make_scaler
-    from nmt.training.trainer import TRIM_EVERY_STEPS, train_step
+    from nmt.training.trainer import train_step
 
     _set_threads(spec["threads"])
     cfg = load_config(Path(spec["run_dir"]) / "config.yaml")
@@ -189,8 +190,7 @@ def job_train(spec: dict[str, Any]) -> dict[str, Any]:
         train_step(model, optimizer, cpu, total, t, device, dtype, scaler)
         nonlocal steps_done
         steps_done += 1
-        if device.type == "cpu" and steps_done % TRIM_EVERY_STEPS == 0:  # as the trainer does
-            release_free_memory()
+        perf.trim_after_training_step(steps_done, device)  # as the trainer does
         return total, sum(b.n_src_tokens for b in cpu), group
 
     for _ in range(spec["warmup"]):
@@ -554,7 +554,8 @@ def _say(text: str) -> None:
 def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from nmt.runtime import cpu_name, physical_cores
+    from nmt.perf import physical_cores
+    from nmt.runtime import cpu_name
 
     info = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),
             "torch": torch.__version__, "python": platform.python_version(),
@@ -687,13 +688,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(benchmark_data.main([a for a in argv if a != "--data"]))
     args = parse_args(argv)
     if args.job:  # inside a job process, set up as `nmt` is
-        from nmt.cli.common import limit_kernel_caches
+        from nmt import perf
 
-        limit_kernel_caches()
+        perf.apply()
         result = JOBS[args.job](json.loads(args.spec))
         args.result.write_text(json.dumps(result), encoding="utf-8")
         return 0
-    from nmt.runtime import default_threads
+    from nmt.perf import default_threads
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(SECTIONS)

@@ -24,6 +24,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "nmt.fileio": _ABOVE_LEAVES,
     "nmt.config": _ABOVE_LEAVES - {"nmt.config"},
     "nmt.runtime": _ABOVE_LEAVES,
+    "nmt.perf": _ABOVE_LEAVES | {"nmt.runtime", "nmt.fileio"},  # the policy: torch + errors only
     "nmt.plots": _ABOVE_LEAVES,
     "nmt.attention_plot": _ABOVE_LEAVES,
     "nmt.datautil": {"nmt.models", "nmt.decoding", "nmt.checkpoint", "nmt.training", "nmt.cli"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import sys
 
 import pytest
 import torch
@@ -63,23 +62,6 @@ def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch: pytest.MonkeyPat
 def test_tests_run_cpu_fp32() -> None:
     # conftest pins this so that results do not depend on the machine running the tests.
     assert runtime.resolve_precision("auto", torch.device("cpu")) is None
-
-
-@pytest.mark.skipif(
-    not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
-    reason="malloc_trim exists on glibc Linux only",
-)
-def test_malloc_trim_found_on_glibc() -> None:
-    assert runtime._malloc_trim() is not None
-    runtime.release_free_memory()  # and calling it is harmless
-
-
-def test_release_free_memory_keeps_live_tensors() -> None:
-    keep = torch.arange(1_000_000, dtype=torch.float32)
-    garbage = [torch.randn(257, 1031) for _ in range(50)]
-    del garbage
-    runtime.release_free_memory()
-    assert keep.sum().item() == pytest.approx(sum(range(1_000_000)), rel=1e-6)
 
 
 def test_cpu_name_is_the_model_name_line_of_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:

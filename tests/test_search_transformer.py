@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nmt import perf
 from nmt.config import ModelConfig
 from nmt.decoding import beam_search, greedy_search, sample_search
-from nmt.models import attention
 from nmt.models.factory import build_model
 
 PAD = 0
@@ -56,7 +56,7 @@ def test_cached_and_uncached_decoding_give_identical_outputs(strategy: str) -> N
     # 70 sentences x 4 heads: enough rows for the explicit one-query attention path.
     model, src, mask = model_and_batch(70)
     q, k = torch.zeros(70, 4, 1, 8), torch.zeros(70, 4, 9, 8)
-    assert attention._few_queries_many_keys(q, k)
+    assert perf.few_queries_many_keys(q, k)
     run = SEARCHES[strategy]
     cached = run(model, src, mask, max_len_a=1.0, max_len_b=3, use_cache=True)
     uncached = run(model, src, mask, max_len_a=1.0, max_len_b=3, use_cache=False)

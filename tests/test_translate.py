@@ -31,9 +31,8 @@ from nmt.datautil.vocab import BOS_ID, EOS_ID, UNK_ID
 from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
 from nmt.models.int8 import Int8Linear, int8_available
-from nmt.runtime import torch_threads
+from nmt.perf import decode_workers, torch_threads
 from nmt.translate import Translation, Translator
-from nmt.translate.scheduling import decode_workers
 
 MODEL_TYPES = ("gru", "transformer")
 MAX_LEN = 12  # data.max_len of the test runs: longer inputs are truncated

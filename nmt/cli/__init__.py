@@ -15,13 +15,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from nmt import __version__
+from nmt import __version__, perf
 
 try:  # typer >= 0.20 vendors its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older typer on the real click
     from click import exceptions as click_errors  # type: ignore[no-redef]
-from nmt.cli.common import app, fail, limit_kernel_caches, reports_errors
+from nmt.cli.common import app, fail, reports_errors
 from nmt.errors import NmtError
 
 __all__ = ["app", "fail", "main", "reports_errors"]
@@ -59,8 +59,8 @@ def main() -> None:
 
     Click's own usage errors (a bad option value, a missing option) would otherwise print a
     boxed panel; a user gets the same one-line ``nmt: error:`` form as for library errors.
+    The performance policy (:mod:`nmt.perf`) is applied before any command runs.
     """
-    limit_kernel_caches()
     _exit_now(_run())
 
 
@@ -71,6 +71,7 @@ def _run() -> int:
     an exception here: with ``standalone_mode=False`` the app returns its code.
     """
     try:
+        perf.apply()  # before any command runs a kernel; a bad NMT_PERF_POLICY is an NmtError
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as e:
         # The error's message is the help; with rich installed, building it already printed it

@@ -12,9 +12,13 @@ Padding never receives weight: its scores are set to ``-inf`` before the softmax
 are exactly 0. Every source row must therefore have at least one real token.
 
 The Transformer's multi-head attention (Vaswani et al. 2017 §3.2) is at the end of the file:
-:class:`SelfAttention` with a fused QKV projection and a key/value cache, and
-:class:`CrossAttention` whose memory keys/values are projected once per sentence; both go through
-``F.scaled_dot_product_attention``.
+
+    MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,
+    head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V),  Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V
+
+:class:`SelfAttention` computes the h projections of Q, K and V as one fused linear layer and
+keeps a key/value cache; :class:`CrossAttention` projects the memory's keys/values once per
+sentence. Both attend through :func:`dot_product_attention`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from nmt import perf
 
 LuongScore = Literal["dot", "general", "concat"]
 KV = tuple[Tensor, Tensor]  # keys and values, each (batch, heads, len, head_dim)
@@ -181,26 +187,23 @@ def dot_product_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False,
     need_weights: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """Scaled dot-product attention ``softmax(q kᵀ / sqrt(d)) v`` (§3.2.1) over all heads.
+    """Scaled dot-product attention (§3.2.1) over all heads at once:
+
+        Attention(Q, K, V) = softmax(Q Kᵀ / sqrt(d_k)) V
+
+    Masked keys (padding; with ``causal``, the future) get score ``-inf``, hence weight 0.
 
     Args:
-        q: ``(batch, heads, len, hd)``; k, v: ``(batch, heads, kv_len, hd)``.
+        q: ``(batch, heads, len, d_k)``; k, v: ``(batch, heads, kv_len, d_k)``.
         mask: ``(batch, 1, 1, kv_len)`` bool, True where keys may be attended.
         causal: position i sees keys 0..i (only used with ``len == kv_len``).
         need_weights: also return the weights ``(batch, heads, len, kv_len)``.
 
-    Goes through ``F.scaled_dot_product_attention`` except when the weights are needed (the
-    fused kernels do not expose them) and on CPU in bf16/fp16: there SDPA's flash kernel takes
-    ~10x longer than the explicit form for the backward pass of short sentences (measured
-    106 ms vs 9 ms at 360x4x11x64 bf16), which would cost bf16 training most of its gain.
-    A few queries per row (an incremental decoding step: one, or one per beam) over many rows
-    and keys also takes the explicit form on CPU: SDPA's kernel there is built for long queries
-    and was 1.2-2.5x slower for 64-320 rows x 4 heads x 1 query over 12-30 keys, 1.1-1.2x for
-    64 rows x 4 heads x 5 queries (and faster below ~256 queries in all).
+    Computed by ``F.scaled_dot_product_attention`` unless the weights are needed (its fused
+    kernels do not expose them) or the explicit form is faster for these inputs
+    (:func:`nmt.perf.explicit_attention_is_faster`); both compute the formula above.
     """
-    if not need_weights and (q.device.type != "cpu" or q.dtype == torch.float32) and not (
-        q.device.type == "cpu" and _few_queries_many_keys(q, k)
-    ):
+    if not need_weights and not perf.explicit_attention_is_faster(q, k):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal), None
     scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.size(-1)))
     if causal:
@@ -212,13 +215,9 @@ def dot_product_attention(
     return weights.to(v.dtype) @ v, weights if need_weights else None
 
 
-def _few_queries_many_keys(q: Tensor, k: Tensor) -> bool:
-    """A decoding step's shape where the explicit form beats CPU SDPA (see above)."""
-    return q.size(2) <= 8 and k.size(2) >= 8 and q.size(0) * q.size(1) * q.size(2) >= 256
-
-
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused QKV projection and an optional K/V cache."""
+    """Multi-head self-attention, ``MultiHead(x, x, x)`` (§3.2.2), with Q, K and V from one
+    fused projection ``x [W^Q W^K W^V]`` and an optional key/value cache of past positions."""
 
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__()
@@ -252,7 +251,8 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention of the decoder over the encoder memory."""
+    """Multi-head attention of the decoder over the encoder memory, ``MultiHead(x, m, m)``
+    (§3.2.3): queries from the decoder, keys and values from the memory ``m``."""
 
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__()

@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.attention import LuongScore, build_attention
-from nmt.models.dropout import Dropout
 from nmt.models.interface import Seq2Seq, expanded_rows
 
 
@@ -73,7 +72,7 @@ class RNNEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = embed
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.rnn = nn.GRU(
             embed.embedding_dim, hidden_size, layers, batch_first=True, bidirectional=True,
             dropout=dropout if layers > 1 else 0.0,
@@ -128,7 +127,7 @@ class RNNSeq2Seq(Seq2Seq[RNNState]):
         self.encoder = RNNEncoder(src_embed, hidden_size, enc_layers, dropout)
         self.bridge = nn.Linear(memory_size, dec_layers * hidden_size)  # -> s_0 of every layer
         self.tgt_embed = tgt_embed
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         extra = memory_size if self.bahdanau else d_model if self.input_feeding else 0
         self.rnn = nn.GRU(
             d_model + extra, hidden_size, dec_layers, batch_first=True,

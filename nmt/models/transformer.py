@@ -1,15 +1,18 @@
 """Transformer encoder-decoder (Vaswani et al. 2017, arXiv:1706.03762) with a key/value cache.
 
-Pre-norm (Xiong et al. 2020; the default, with a final LayerNorm on each stack) or post-norm
-(the original). The multi-head attention modules are in :mod:`nmt.models.attention`: they go
-through ``F.scaled_dot_product_attention``; self-attention uses one fused QKV projection,
-cross-attention a Q projection and a fused KV projection of the encoder memory.
+Each sublayer (self-attention, cross-attention, feed-forward) sits in a residual connection,
+normalised after the sum as in the paper (§3.1, post-norm) or before the sublayer (Xiong et al.
+2020, pre-norm, the default; each stack then ends with a LayerNorm):
+
+    post-norm:  x = LayerNorm(x + Dropout(Sublayer(x)))
+    pre-norm:   x = x + Dropout(Sublayer(LayerNorm(x)))
+
+The multi-head attention modules are in :mod:`nmt.models.attention`: self-attention uses one
+fused QKV projection, cross-attention a Q projection and a fused KV projection of the memory.
 
 Dropout is the paper's (§5.4): on the embeddings-plus-positions and on every sublayer output
 before the residual sum; none on attention weights or inside the feed-forward (fairseq's
-defaults too). Attention dropout would also force SDPA off its fused kernel onto the slow
-reference path, and on a CPU each dropout mask costs about as much as a small matmul (hence
-:class:`nmt.models.dropout.Dropout`, whose masks are cheaper to draw).
+defaults too).
 
 Incremental decoding: :meth:`Transformer.encode` computes every decoder layer's cross-attention
 keys/values of the memory ONCE; each :meth:`Transformer.decode_step` runs only the newest
@@ -26,8 +29,8 @@ from typing import Literal, cast
 import torch
 from torch import Tensor, nn
 
+from nmt import perf
 from nmt.models.attention import KV, CrossAttention, SelfAttention
-from nmt.models.dropout import Dropout
 from nmt.models.interface import Seq2Seq, expanded_rows
 
 
@@ -48,7 +51,7 @@ def sinusoidal_table(length: int, d_model: int) -> Tensor:
 
 
 class Embedder(nn.Module):
-    """Token embedding · sqrt(d_model) (§3.4) plus positions, then dropout."""
+    """``Dropout(E[y] · sqrt(d_model) + PE[pos])``: token embedding (§3.4) plus positions."""
 
     table: Tensor
 
@@ -62,7 +65,7 @@ class Embedder(nn.Module):
         self.learned = nn.Embedding(max_positions, d_model) if positions == "learned" else None
         # Not saved in checkpoints: it is a function of the config.
         self.register_buffer("table", sinusoidal_table(max_positions, d_model), persistent=False)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
         """``(batch, len)`` ids at positions ``offset..offset+len-1`` -> ``(batch, len, d)``."""
@@ -74,14 +77,14 @@ class Embedder(nn.Module):
 
 
 class FeedForward(nn.Sequential):
-    """Position-wise ``Linear -> ReLU -> Linear`` (§3.3)."""
+    """Position-wise ``FFN(x) = max(0, x W_1 + b_1) W_2 + b_2`` (§3.3)."""
 
     def __init__(self, d_model: int, ff_size: int) -> None:
         super().__init__(nn.Linear(d_model, ff_size), nn.ReLU(), nn.Linear(ff_size, d_model))
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention and feed-forward sublayers, each with a residual connection."""
+    """Self-attention and feed-forward sublayers, each in a residual connection (§3.1)."""
 
     def __init__(
         self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool
@@ -91,7 +94,7 @@ class EncoderLayer(nn.Module):
         self.self_attn = SelfAttention(d_model, heads)
         self.ff = FeedForward(d_model, ff_size)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """``(batch, src_len, d)`` with key mask ``(batch, 1, 1, src_len)``."""
@@ -103,7 +106,8 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention and feed-forward sublayers."""
+    """Causal self-attention, cross-attention over the memory and feed-forward sublayers, each
+    in a residual connection (§3.1)."""
 
     def __init__(
         self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool
@@ -114,7 +118,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn = CrossAttention(d_model, heads)
         self.ff = FeedForward(d_model, ff_size)
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(
         self, x: Tensor, memory_kv: KV, mask: Tensor, cache: KV | None = None,
@@ -186,26 +190,10 @@ class TransformerState:
         index = expanded_rows(self.mask.size(0) * self.group, beam, self.mask.device)
         new = self.select(index, same_source=True)
         dtype = self.grouped_dtype
-        if dtype is not None and beam > 1:  # see decoding_attention_dtype
+        if dtype is not None and beam > 1:  # see nmt.perf.decoding_attention_dtype
             new = replace(new, memory_kv=_cast(new.memory_kv, dtype),
                           self_kv=_cast(new.self_kv, dtype), grouped_dtype=None)  # fmt: skip
         return replace(new, group=self.group * beam)
-
-
-def decoding_attention_dtype(keys: Tensor) -> torch.dtype:
-    """The dtype of the keys/values a decoding step attends over (its queries follow).
-
-    fp32 for bf16 on a CPU: a step's attention is many tiny matrix products (one query per row
-    and head over a few dozen keys), for which the CPU has no fast bf16 kernel; in fp32 they
-    ran ~2x faster (64 rows x 4 heads x 1 query over 12 keys: 164 vs 310 us) and greedy search
-    1.12x faster, while the projections around them stay in bf16. Not so once beam search
-    groups a sentence's beams (5 queries per matrix: 581 us in bf16, 732 in fp32; beam search
-    0.99x), so :meth:`TransformerState.expand` casts back. Otherwise the keys' own dtype.
-    """
-    cpu = keys.device.type == "cpu"
-    if cpu and keys.dtype == torch.bfloat16 and not torch.is_autocast_enabled("cpu"):
-        return torch.float32  # (under autocast, the matmuls would cast back to bf16)
-    return keys.dtype
 
 
 def _cast(kvs: tuple[KV, ...], dtype: torch.dtype) -> tuple[KV, ...]:
@@ -278,7 +266,7 @@ class Transformer(Seq2Seq[TransformerState]):
         # Read at every step: contiguous once here rather than strided views each time.
         projected = self._project(memory)
         own = projected[0][0].dtype  # the projections' (bf16 under autocast)
-        dtype = decoding_attention_dtype(projected[0][0])
+        dtype = perf.decoding_attention_dtype(projected[0][0])
         memory_kv = tuple((k.to(dtype).contiguous(), v.to(dtype).contiguous())
                           for k, v in projected)  # fmt: skip
         if use_cache:

@@ -16,22 +16,15 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from nmt import checkpoint as ckpt
+from nmt import perf
 from nmt.config import Config, with_absolute_paths
 from nmt.datautil.batching import TokenBatchSampler, shard_batches
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import DataError
 from nmt.models.factory import build_model, count_parameters
-from nmt.runtime import (
-    default_threads,
-    resolve_precision,
-    seed_everything,
-    select_device,
-    set_threads,
-)
+from nmt.runtime import resolve_precision, seed_everything, select_device
 from nmt.training.data import load_dev, load_train
 from nmt.training.distributed import Dist, rank_seed
 from nmt.training.meter import StepMeter
@@ -57,9 +50,7 @@ class TrainingSession:
         cfg = with_absolute_paths(cfg)
         self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
         self.dist = dist or Dist()
-        # At most one thread per physical core unless configured: SMT siblings only add
-        # synchronisation. A lower count already chosen (OMP_NUM_THREADS, a caller) is kept.
-        set_threads(cfg.train.threads or min(torch.get_num_threads(), default_threads()))
+        perf.set_threads(perf.training_threads(cfg.train.threads))
         self.device = self.dist.device or select_device(cfg.train.device)
         self.dtype = resolve_precision(cfg.train.precision, self.device)
         start_from = self.dist.on_main(lambda: prepare_run_dir(cfg, resume))

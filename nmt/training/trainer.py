@@ -23,11 +23,12 @@ import torch
 from torch import Tensor, nn
 
 from nmt import checkpoint as ckpt
+from nmt import perf
 from nmt.config import Config, TrainConfig
 from nmt.datautil.batching import Batch, collate
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import TrainingError
-from nmt.runtime import autocast, release_free_memory
+from nmt.runtime import autocast
 from nmt.training.distributed import Dist, DistEnv, distributed_session
 from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import clip_gradients, optimizer_step, set_lr
@@ -38,9 +39,6 @@ from nmt.training.state import capture_rng, pack_rank_rng
 from nmt.training.validation import DevResult, ValidationAborted, validate
 
 log = logging.getLogger(__name__)
-
-# On CPU, hand freed memory back to the OS every this many steps (release_free_memory).
-TRIM_EVERY_STEPS = 8
 
 
 def train_step(
@@ -105,6 +103,7 @@ class TrainResult:
 def train(cfg: Config, resume: bool = False) -> TrainResult:
     """Train (or, with ``resume``, continue) the run ``cfg.run_dir``; started by torchrun,
     as one process of a data-parallel job."""
+    perf.apply()  # as the CLI does, before the first kernel runs
     env = DistEnv.from_env()
     if env.world_size == 1:
         return Trainer(cfg, resume).run()
@@ -164,8 +163,7 @@ class Trainer(TrainingSession):
             self.progress.advance()
             if self.pending_snapshots and self._elapsed() >= 60 * self.pending_snapshots[0]:
                 self._snapshot()
-            if self.device.type == "cpu" and self.state.step % TRIM_EVERY_STEPS == 0:
-                release_free_memory()
+            perf.trim_after_training_step(self.state.step, self.device)
             if self.state.step % t.log_every == 0:
                 self._flush()
             if self.state.step % t.valid_every == 0 and self._validate(scheduled=True):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nmt import perf
 from nmt.errors import ConfigError
 from nmt.models.int8 import quantize_linears
-from nmt.runtime import release_free_memory, resolve_precision
+from nmt.runtime import resolve_precision
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
@@ -30,7 +31,7 @@ def prepare_precision(
     int8 = precision == "int8"
     if int8:  # refused off the CPU
         quantize_linears(model)  # fp32 arithmetic around int8 matrix products
-        release_free_memory()  # the fp32 weights it replaced
+        perf.release_free_memory()  # the fp32 weights it replaced
     dtype = resolve_precision("fp32" if int8 else precision, device)
     # bf16 decoding casts the weights once instead of running under autocast, which casts
     # every weight matrix again at every step: on a 2-core CPU with native bf16, greedy
@@ -41,6 +42,5 @@ def prepare_precision(
     if dtype == torch.bfloat16:
         model.to(torch.bfloat16)
         autocast_dtype = None
-        if device.type == "cpu":
-            release_free_memory()  # the fp32 copy
+        perf.release_free_memory(device)  # the fp32 copy
     return int8, dtype, autocast_dtype

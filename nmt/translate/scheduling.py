@@ -1,7 +1,8 @@
 """Decoding a list of sources in batches: which batches, in what order, on how many threads.
 
 Batches come from :func:`nmt.decoding.batches.length_sorted_batches` (longest first), as in
-training validation; on a CPU, batches run concurrently, one per intra-op thread.
+training validation; on a CPU, batches run concurrently, one per intra-op thread
+(:func:`nmt.perf.decode_workers`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from tqdm import tqdm
 
+from nmt import perf
 from nmt.config import DecodeConfig
 from nmt.datautil.batching import collate_src
 from nmt.decoding import Hypothesis, search
 from nmt.decoding.batches import length_sorted_batches
 from nmt.models.interface import Seq2Seq
-from nmt.runtime import autocast, release_free_memory, torch_threads
-
-FEW_SENTENCES = 4  # calls with at most this many sentences decode on one CPU thread
+from nmt.runtime import autocast
 
 
 def batch_seed(seed: int, index: int) -> int:
@@ -36,7 +36,7 @@ def decode_batches(
     nbests: list[list[Hypothesis]] = [[] for _ in sources]
     batches = length_sorted_batches([len(ids) for ids in sources], decode.batch_size)
     n_sentences = sum(len(b) for b in batches)
-    workers = decode_workers(device, len(batches))
+    workers = perf.decode_workers(device, len(batches))
     bar = tqdm(total=n_sentences, unit="sent", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, leave=False)
 
@@ -55,13 +55,10 @@ def decode_batches(
         for i, hyps in zip(chunk, result, strict=True):
             nbests[i] = hyps
         bar.update(len(chunk))
-        if device.type == "cpu":  # batches differ in shape: keep the heap small
-            release_free_memory()
+        perf.release_free_memory(device)  # batches differ in shape: keep the heap small
 
-    # A few sentences decode fastest on one thread (see torch_threads); so do concurrent
-    # batches, each on its own thread; other jobs keep the process's setting.
-    few = device.type == "cpu" and n_sentences <= FEW_SENTENCES
-    with bar, torch_threads(1 if few or workers > 1 else 0):
+    # A few sentences, and concurrent batches, decode on one thread each (nmt.perf).
+    with bar, perf.torch_threads(perf.decode_threads(device, n_sentences, len(batches))):
         if workers == 1:
             for index in range(len(batches)):
                 run(index)
@@ -71,19 +68,3 @@ def decode_batches(
                 for _ in pool.map(run, range(len(batches))):
                     pass
     return nbests
-
-
-
-def decode_workers(device: torch.device, n_batches: int) -> int:
-    """How many batches decode at once: on a CPU one per intra-op thread, else one.
-
-    A decoding step is a chain of small operations (64-320 rows), which split badly over
-    threads: on 2 cores, greedy search of the cmn-eng test set at batch 64 ran 1.1x faster
-    on 2 threads than on 1, while two batches at once, one thread each, ran 1.4x faster
-    (beam 5: 1.2x); the interpreter work of one batch overlaps the other's arithmetic
-    (docs/performance.md).
-    """
-    if device.type != "cpu" or n_batches < 2:
-        return 1
-    return max(1, min(torch.get_num_threads(), n_batches))
-

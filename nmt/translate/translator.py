@@ -9,6 +9,7 @@ from typing import Any, Literal, overload
 
 import torch
 
+from nmt import perf
 from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_weights
 from nmt.config import Config, DecodeConfig, decode_with, load_config
 from nmt.datautil.pipeline import TextProcessor
@@ -18,7 +19,7 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
 from nmt.models.registry import model_kind, source_token_limit
-from nmt.runtime import precision_name, release_free_memory, select_device
+from nmt.runtime import precision_name, select_device
 from nmt.translate.postprocess import PreparedSource, finish
 from nmt.translate.precision import prepare_precision
 from nmt.translate.result import Translation
@@ -73,6 +74,7 @@ class Translator:
             CheckpointError: the run directory, its config, vocabulary or weights are missing,
                 unsafe or do not fit together.
         """
+        perf.apply()  # as the CLI does, before the first kernel runs
         run = Path(run_dir)
         if not run.is_dir():
             raise CheckpointError(f"{run}: no such run directory")
@@ -89,7 +91,7 @@ class Translator:
         tensors = read_model_weights(ckpt)  # safetensors only, every weight finite
         load_weights(model, tensors, ckpt)
         del tensors
-        release_free_memory()  # the file's copy of the weights: ~1x the model's size
+        perf.release_free_memory()  # the file's copy of the weights: ~1x the model's size
         log.debug("loaded %s", ckpt)
         return cls(cfg, processor, model, select_device(device), precision)
 
