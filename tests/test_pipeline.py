@@ -87,6 +87,21 @@ def test_en_to_zh_keeps_spaces_of_mixed_text(make_config: MakeConfig) -> None:
         assert tp.detokenize_tgt(tp.tokenize_tgt(text)) == text
 
 
+def test_a_space_mark_the_source_vocabulary_lacks_is_dropped(make_config: MakeConfig) -> None:
+    # A run whose vocabulary predates jieba's ▁ tokens reads "Tom, Mary" as it was trained to,
+    # not with an <unk> for the space; a vocabulary that has ▁ keeps it.
+    cfg = make_config(src="jieba", tgt="moses")
+    tp = load(cfg)
+    assert "▁" not in tp.src_vocab
+    text = "Tom, Mary和我"
+    assert "▁" in tp.src_tokenizer.tokenize(tp.prepare_src(text))
+    assert tp.tokenize_src(text) == ["Tom", ",", "Mary", "和", "我"]
+    assert len(tp.src_tokens_for_display(text)) == len(tp.encode_src(text))
+    with_mark = Vocabulary(["Tom", "▁", "Mary"])
+    tp2 = TextProcessor(cfg.data, tp.src_tokenizer, tp.tgt_tokenizer, with_mark, tp.tgt_vocab)
+    assert tp2.tokenize_src(text) == ["Tom", ",", "▁", "Mary", "和", "我"]
+
+
 def test_layout_names(tmp_path: Path, make_config: MakeConfig) -> None:
     layout = vocab_layout(tmp_path, make_config(src="sentencepiece", tgt="moses").data)
     assert layout.src_spm == tmp_path / "vocab" / "src.spm.model" and layout.tgt_spm is None

@@ -149,8 +149,21 @@ class TextProcessor:
         return normalized if convert is None else convert(normalized)
 
     def tokenize_src(self, text: str) -> list[str]:
-        """Normalized, converted (:meth:`prepare_src`), tokenized source sentence."""
-        return self.src_tokenizer.tokenize(self.prepare_src(text))
+        """Normalized, converted (:meth:`prepare_src`), tokenized source sentence.
+
+        A bare ``▁`` (a space the joiner would not restore, see
+        :func:`~nmt.datautil.tokenize.spaced_chinese_tokens`) is dropped when the source
+        vocabulary lacks it: a run whose vocabulary was built before jieba kept such spaces
+        would read it as ``<unk>``, where its tokenizer then produced nothing.
+        """
+        tokens = self.src_tokenizer.tokenize(self.prepare_src(text))
+        if self._src_knows_space_mark:
+            return tokens
+        return [t for t in tokens if t != SPACE_MARK]
+
+    @cached_property
+    def _src_knows_space_mark(self) -> bool:
+        return SPACE_MARK in self.src_vocab
 
     def encode_src(self, text: str) -> list[int]:
         """Source ids, without ``<s>``/``</s>`` (models add what they need)."""

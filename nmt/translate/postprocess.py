@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import torch
 
 from nmt.datautil.pipeline import TextProcessor
-from nmt.datautil.tokenize import SPACE_MARK
 from nmt.datautil.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.decoding import Hypothesis
 from nmt.translate.result import NBestEntry, Translation
@@ -62,15 +61,7 @@ def hypothesis_text(
         if index == UNK_ID and replace_unk and hyp.attention is not None:
             # Most-attended real source token (the last column is the source's </s>).
             source = src_tokens[int(hyp.attention[step, : len(src_tokens)].argmax())]
-            tokens.append(as_target_token(processor, source))
+            tokens.append(processor.source_token_as_target(source))
         else:
             tokens.append(vocab.id_to_token(index))
     return processor.detokenize_tgt(tokens).translate(_NEWLINES)
-
-def as_target_token(processor: TextProcessor, source_token: str) -> str:
-    """A source token in surface form, spelled as a target token of this run."""
-    surface = source_token.replace(SPACE_MARK, "") or source_token
-    # Sentencepiece marks the start of a word; without the mark it would glue to the left.
-    if processor.data_cfg.tgt_tokenizer.type == "sentencepiece":
-        return SPACE_MARK + surface
-    return surface
