@@ -17,12 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
-
-from sacrebleu.metrics import BLEU, CHRF, TER
-from sacrebleu.metrics.base import Metric
-from sacrebleu.metrics.bleu import BLEUScore
-from sacrebleu.significance import PairedTest, Result
+from typing import TYPE_CHECKING, Any, cast
 
 from nmt.errors import ConfigError, DataError
 from nmt.fileio import read_lines
@@ -32,6 +27,12 @@ TOKENIZE_CHOICES = ("zh", "13a", "intl", "char", "none")
 DEFAULT_WIDTH = 1  # decimals, as the sacrebleu command line prints by default
 DEFAULT_BOOTSTRAP = 1000  # sacrebleu's default for --paired-bs-n
 SIGNIFICANCE_LEVEL = 0.05
+
+# sacrebleu (with numpy) is imported where it is used: every `nmt` command imports this module
+# for the defaults above, and importing sacrebleu took ~0.1-0.2 s of each command's start-up.
+if TYPE_CHECKING:
+    from sacrebleu.metrics import TER
+    from sacrebleu.metrics.base import Metric
 
 
 # --------------------------------------------------------------------------- options and input
@@ -75,6 +76,8 @@ def build_metrics(
     """
     check_tokenize(tokenize)
     asian = tokenize == "zh" if ter_asian_support is None else ter_asian_support
+    from sacrebleu.metrics import BLEU, CHRF
+
     factories: dict[str, Callable[[], Metric]] = {
         "bleu": lambda: BLEU(tokenize=tokenize, references=references),
         "chrf": lambda: CHRF(references=references),
@@ -92,6 +95,8 @@ def ter_metric(asian_support: bool, references: Sequence[Sequence[str]] | None =
     (``norm:yes|asian:yes``, as ``sacrebleu --ter-normalized --ter-asian-support``); the
     normalization also splits ASCII punctuation off words. Other targets keep sacrebleu's default.
     """
+    from sacrebleu.metrics import TER
+
     return TER(normalized=asian_support, asian_support=asian_support, references=references)
 
 
@@ -195,6 +200,8 @@ def score(
 
 def _bleu_details(s: Any) -> str:
     # Same text as sacrebleu's "verbose" BLEU line, built from BLEUScore's public fields.
+    from sacrebleu.metrics.bleu import BLEUScore
+
     if not isinstance(s, BLEUScore):
         return ""
     return (
@@ -325,6 +332,8 @@ def compare(
         *((n, list(h)) for n, h in systems.items()),
     ]
     metric_objs = build_metrics(metrics, tokenize, ter_asian_support, references=ref_streams)
+    from sacrebleu.significance import PairedTest, Result
+
     test = PairedTest(named, metric_objs, references=None, test_type="bs", n_samples=n_samples)
     signatures, columns = test()
     results = []
@@ -405,6 +414,8 @@ def timed_translate(
     if len(out) != len(sources):
         raise DataError(f"the translator returned {len(out)} lines for {len(sources)} inputs")
     hyps = [h.rstrip() for h in out]
+    from sacrebleu.metrics import BLEU
+
     counter = BLEU(tokenize=tokenize).tokenizer  # sacrebleu's tokenizer, as used for scoring
     n_tokens = sum(len(counter(h).split()) for h in hyps)
     return hyps, DecodeStats(len(hyps), n_tokens, seconds, dict(settings))

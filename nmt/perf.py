@@ -32,7 +32,6 @@ every command, and ``nmt --help`` or ``nmt build-vocab`` never import torch (1.3
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import sys
@@ -190,6 +189,8 @@ TRIM_EVERY_STEPS = 8  # training on a CPU trims the heap every this many optimiz
 def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here: ~6 ms that a command which never trims need not pay
+
     try:
         trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
