@@ -168,6 +168,11 @@ class DecodeConfig:
     max_len_b: int = 10
     batch_size: int = 64
     replace_unk: bool = False
+    # Steering (nmt.decoding.processors); every one off by default.
+    no_repeat_ngram_size: int = 0  # 0 = off; n: no n-gram twice in one output
+    repetition_penalty: float = 1.0  # 1.0 = off; > 1 discourages tokens already output
+    min_length: int = 0  # 0 = off; no </s> before this many output tokens
+    banned_words: tuple[str, ...] = ()  # target words (or phrases) never output
 
 
 @dataclass(frozen=True)
@@ -465,6 +470,11 @@ def _decode_rules(d: DecodeConfig) -> list[_Rule]:
         (0.0 < d.top_p <= 1.0, "decode.top_p", "must be in (0, 1] (1 = off)"),
         (d.max_len_a >= 0, "decode.max_len_a", "must be >= 0"),
         (d.batch_size >= 1, "decode.batch_size", "must be >= 1"),
+        (d.no_repeat_ngram_size >= 0, "decode.no_repeat_ngram_size", "must be >= 0 (0 = off)"),
+        (d.repetition_penalty > 0, "decode.repetition_penalty", "must be > 0 (1 = off)"),
+        (d.min_length >= 0, "decode.min_length", "must be >= 0 (0 = off)"),
+        (all(w.strip() for w in d.banned_words), "decode.banned_words",
+         "must not hold an empty word"),
     ]  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from nmt.decoding.beam_layout import (
 )
 from nmt.decoding.lengths import length_penalty as gnmt_penalty
 from nmt.decoding.lengths import max_lengths
+from nmt.decoding.processors import Steering, Step
 from nmt.decoding.result import SearchResult, collect_hypotheses
 from nmt.decoding.scoring import (
     BOS_ID,
@@ -215,14 +216,23 @@ def _advance(
 
 
 def _step_outputs(
-    logits: Tensor, attn: Tensor | None, t: int, k: int, blocked: Tensor
+    logits: Tensor, attn: Tensor | None, t: int, k: int, blocked: Tensor,
+    beams: _Beams, steer: Steering | None,
 ) -> tuple[Tensor, Tensor | None]:
-    """A step's log-probabilities ``(N, K, V)`` and attention ``(N, K, src_len)``.
+    """A step's log-probabilities ``(N, K, V)`` (after ``steer``) and attention
+    ``(N, K, src_len)``.
 
     At ``t == 0`` the model ran one row per sentence (``(N, V)``); its output is repeated for
     the K beams (beams 1..K-1 score ``-inf`` then, so only beam 0's copy counts).
     """
     log_probs = step_log_probs(logits, blocked)
+    if steer is not None:
+        if t == 0:
+            step = Step(beams.tokens[:, 0, :0], 0, beams.sentence)
+        else:
+            step = Step(flatten_beams(beams.tokens[:, :, :t]), t,
+                        beams.sentence.repeat_interleave(k))  # fmt: skip
+        log_probs = steer(step, log_probs)
     attn = None if attn is None else attn.float()
     if t == 0:
         log_probs = log_probs.unsqueeze(1).repeat(1, k, 1)  # a copy: the step writes into it
@@ -255,6 +265,7 @@ def beam_search(
     max_len_cap: int | None = None,
     need_attention: bool = False,
     use_cache: bool = True,
+    steering: Steering | None = None,
 ) -> SearchResult:
     """Beam search over a batch; hypotheses ranked by ``score / ((5 + |y|) / 6) ** alpha``.
 
@@ -266,6 +277,10 @@ def beam_search(
         beam_size: K, the hypotheses kept per sentence (1 gives greedy search).
         n_best: how many finished hypotheses to return per sentence, ``1 <= n_best <= K``.
         length_penalty: GNMT alpha; 0 ranks by the raw summed log-probability.
+        steering: as for greedy search, run on every beam's log-probabilities before the top
+            candidates are taken. Beams are ranked by the steered scores, so a hypothesis'
+            ``score`` is the sum of those (the model's own where a processor changed nothing;
+            ``repetition_penalty`` changes values, the others only forbid).
 
     Returns:
         Up to ``n_best`` hypotheses per sentence, in input order, best (highest
@@ -278,7 +293,10 @@ def beam_search(
         raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=} and {beam_size=}")
     if src.size(0) == 0:
         return SearchResult([])
+    steer = steering if steering is not None and steering.active else None
     limits = max_lengths(src_mask, max_len_a, max_len_b, max_len_cap)
+    if steer is not None:
+        limits = steer.limits(limits)
     beams = _Beams.start(src, limits, beam_size, n_best, need_attention)
     out = _Hyps.empty(
         src.size(0), n_best, beams.tokens.size(2), src.size(1), need_attention, src.device
@@ -290,7 +308,7 @@ def beam_search(
     prev = torch.full((src.size(0),), BOS_ID, dtype=torch.long, device=src.device)
     for t in range(beams.tokens.size(2)):
         logits, state, attn = model.decode_step(prev, state)
-        log_probs, step_attn = _step_outputs(logits, attn, t, beam_size, blocked)
+        log_probs, step_attn = _step_outputs(logits, attn, t, beam_size, blocked, beams, steer)
         step_attn = attention_of(step_attn, need_attention, model)
         beams, rows, done = _advance(beams, log_probs, step_attn, t, length_penalty)
         if done is not None:

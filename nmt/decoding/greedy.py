@@ -17,6 +17,7 @@ from torch import Tensor
 from nmt.config import DecodeConfig
 from nmt.decoding.lengths import length_penalty as gnmt_penalty
 from nmt.decoding.lengths import max_lengths
+from nmt.decoding.processors import Steering, Step
 from nmt.decoding.result import SearchResult, collect_hypotheses
 from nmt.decoding.scoring import (
     BOS_ID,
@@ -107,14 +108,19 @@ def decode_token_by_token(
     length_penalty: float,
     need_attention: bool,
     use_cache: bool,
+    steering: Steering | None = None,
 ) -> SearchResult:
-    """The loop of greedy search and sampling; ``choose`` picks each step's tokens.
+    """The loop of greedy search and sampling; ``choose`` picks each step's tokens from the
+    log-probabilities after ``steering``'s processors.
 
     Args and Returns: as :func:`greedy_search`.
     """
     if src.size(0) == 0:
         return SearchResult([])
+    steer = steering if steering is not None and steering.active else None
     limits = max_lengths(src_mask, max_len_a, max_len_b, max_len_cap)  # (batch,)
+    if steer is not None:
+        limits = steer.limits(limits)
     out = _Outputs.empty(src, int(limits.max()), need_attention)
     state = model.encode(src, src_mask, need_attention=need_attention, use_cache=use_cache)
     blocked = blocked_ids(src.device)
@@ -124,7 +130,12 @@ def decode_token_by_token(
     for t in range(out.tokens.size(1)):
         logits, state, attn = model.decode_step(prev, state)
         log_probs = step_log_probs(logits, blocked)
-        tokens = choose(log_probs).masked_fill(ended, PAD_ID)
+        if steer is None:
+            tokens = choose(log_probs)
+        else:  # on a copy: the score stays the model's log-probability of the token
+            step = Step(out.tokens.index_select(0, rows)[:, :t], t, rows)
+            tokens = choose(steer(step, log_probs.clone()))
+        tokens = tokens.masked_fill(ended, PAD_ID)
         token_lp = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(ended, 0.0)
         out.record(rows, t, tokens, token_lp, ~ended, attention_of(attn, need_attention, model))
         ended = ended | (tokens == EOS_ID) | (limits.index_select(0, rows) <= t + 1)
@@ -149,6 +160,7 @@ def greedy_search(
     length_penalty: float = _DEFAULTS.length_penalty,
     need_attention: bool = False,
     use_cache: bool = True,
+    steering: Steering | None = None,
 ) -> SearchResult:
     """Pick the most probable token at every step (``<pad>`` and ``<s>`` are never output).
 
@@ -163,6 +175,9 @@ def greedy_search(
         length_penalty: GNMT alpha, used for ``norm_score`` only (greedy ranks nothing).
         need_attention: return each hypothesis' attention (``Hypothesis.attention``).
         use_cache: passed to ``model.encode`` (False only to benchmark or test the cache).
+        steering: logits processors and forced prefixes (:class:`~nmt.decoding.processors.
+            Steering`), run on every step's log-probabilities before choosing; a token's score
+            is still the model's log-probability of it. None (or nothing active): unsteered.
 
     Returns:
         One hypothesis per sentence, in input order.
@@ -178,4 +193,5 @@ def greedy_search(
         length_penalty=length_penalty,
         need_attention=need_attention,
         use_cache=use_cache,
+        steering=steering,
     )

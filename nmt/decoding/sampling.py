@@ -7,6 +7,7 @@ from torch import Tensor
 
 from nmt.config import DecodeConfig
 from nmt.decoding.greedy import Chooser, decode_token_by_token
+from nmt.decoding.processors import Steering
 from nmt.decoding.result import SearchResult
 from nmt.decoding.transforms import check_warp_args, warp_logits
 from nmt.models.interface import Seq2Seq
@@ -68,6 +69,7 @@ def sample_search(
     length_penalty: float = _DEFAULTS.length_penalty,
     need_attention: bool = False,
     use_cache: bool = True,
+    steering: Steering | None = None,
 ) -> SearchResult:
     """Draw every token from the model's distribution after :func:`warp_logits`.
 
@@ -79,7 +81,8 @@ def sample_search(
         temperature, top_k, top_p: as :func:`warp_logits` (applied in that order).
         generator: a ``torch.Generator`` on ``src``'s device, seeded by the caller
             (``torch.Generator(device).manual_seed(seed)``); None uses torch's global one.
-        Everything else: as :func:`~nmt.decoding.greedy.greedy_search`.
+        Everything else: as :func:`~nmt.decoding.greedy.greedy_search` (``steering`` runs
+            before the warpers).
 
     Returns:
         One hypothesis per sentence; ``score`` is the log-probability of the sample under the
@@ -97,4 +100,5 @@ def sample_search(
         length_penalty=length_penalty,
         need_attention=need_attention,
         use_cache=use_cache,
+        steering=steering,
     )
