@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,11 +97,14 @@ def tune_length_penalty(
     device: str = "auto",
     checkpoint: str = "best",
     batch_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> TuneResult:
     """Beam-decode the run's ``split`` once per length penalty and score each with BLEU.
 
     Args:
         beam_size: default the run's ``decode.beam_size``.
+        options: other ``decode.*`` keys to decode with (steering, length limits, ...); the
+            strategy is always beam and the length penalty each of ``values``.
 
     Raises:
         ConfigError: no values, a value ``decode.length_penalty`` refuses, or the run has no
@@ -109,8 +112,9 @@ def tune_length_penalty(
     """
     if not values:
         raise ConfigError("--length-penalty: give at least one value")
-    cfg = run_config(run_dir, {"strategy": "beam", "beam_size": beam_size,
-                               "batch_size": batch_size})  # fmt: skip
+    given = {**(options or {}), "beam_size": beam_size, "batch_size": batch_size}
+    cfg = run_config(run_dir, {k: v for k, v in given.items() if v is not None}
+                     | {"strategy": "beam"})  # fmt: skip
     # All of them before the first decode: a bad last value must not cost the others' time.
     values = [_with_penalty(cfg.decode, v, f"--length-penalty {v}").length_penalty
               for v in values]
@@ -120,8 +124,7 @@ def tune_length_penalty(
     start = time.perf_counter()
     bleu, signature = [], ""
     for value in values:
-        hyps = translator.translate(data.sources, strategy="beam", beam_size=cfg.decode.beam_size,
-                                    length_penalty=value, batch_size=cfg.decode.batch_size)
+        hyps = translator.translate(data.sources, cfg.decode, length_penalty=value)
         result = score([h.rstrip() for h in hyps], [data.references], tokenize, ("bleu",))
         bleu.append(result["bleu"].score)
         signature = result["bleu"].signature

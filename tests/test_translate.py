@@ -399,3 +399,59 @@ def test_int8_concurrent_batches_give_what_one_at_a_time_gives(run_dir: Path) ->
         assert decode_workers(quantized.device, 5) == 2
         together = quantized.translate(sources, batch_size=3, strategy="beam")
     assert together == alone
+
+
+# --------------------------------------------------------------------------- steering
+
+
+def test_options_object_and_keywords_agree(translator: Translator) -> None:
+    sources = dev_sources(6)
+    by_keywords = translator.translate(sources, strategy="greedy", max_len_b=4)
+    by_mapping = translator.translate(sources, {"strategy": "greedy", "max_len_b": 4})
+    by_config = translator.translate(sources, translator.decode_config(strategy="greedy",
+                                                                       max_len_b=4))
+    assert by_keywords == by_mapping == by_config
+    # Keywords go on top of the object.
+    assert translator.translate(sources, {"strategy": "beam"}, strategy="greedy",
+                                max_len_b=4) == by_keywords  # fmt: skip
+    with pytest.raises(TypeError, match="by keyword"):
+        translator.translate(sources, "greedy")  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_steering_off_changes_nothing(translator: Translator, strategy: str) -> None:
+    sources = dev_sources(8)
+    plain = translator.translate(sources, strategy=strategy, seed=2)
+    off = translator.translate(sources, {"strategy": strategy, "no_repeat_ngram_size": 0,
+                                         "repetition_penalty": 1.0, "min_length": 0,
+                                         "banned_words": []},
+                               prefixes=[None] * len(sources), seed=2)  # fmt: skip
+    assert off == plain
+
+
+def test_prefixes_start_the_translations(translator: Translator) -> None:
+    sources = dev_sources(3)
+    out = translator.translate(sources, strategy="beam", prefixes=["Tom is", None, ""],
+                               return_details=True)  # fmt: skip
+    assert out[0].translation.startswith("Tom is")
+    plain = translator.translate(sources[1:], strategy="beam")
+    assert [r.translation for r in out[1:]] == plain
+    with pytest.raises(ConfigError, match="prefixes: 1 given for 3 sentences"):
+        translator.translate(sources, prefixes=["x"])
+
+
+def test_a_prefix_longer_than_the_model_outputs_is_refused(translator: Translator) -> None:
+    if translator._max_len_cap is None:
+        pytest.skip("the GRU has no position limit")
+    with pytest.raises(ConfigError, match="line 1: the prefix has"):
+        translator.translate(["你好"], prefixes=["a " * 100])
+
+
+def test_a_banned_word_the_vocabulary_cannot_spell_is_skipped(
+    translator: Translator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sources = dev_sources(4)
+    with caplog.at_level(logging.WARNING, logger="nmt.translate"):
+        out = translator.translate(sources, strategy="greedy", banned_words=["Qwxyzzz"])
+    assert "'Qwxyzzz' is not in the target vocabulary; ignored" in caplog.text
+    assert out == translator.translate(sources, strategy="greedy")

@@ -82,9 +82,9 @@ def test_tune_decodes_dev_once_per_value(tmp_path: Path, monkeypatch: pytest.Mon
     seen: list[tuple[int, float]] = []
     translate = Translator.translate
 
-    def spy(self: Translator, sentences: list[str], **options: Any) -> Any:
-        seen.append((len(sentences), options["length_penalty"]))
-        return translate(self, sentences, **options)
+    def spy(self: Translator, sentences: list[str], options: Any = None, **overrides: Any) -> Any:
+        seen.append((len(sentences), overrides["length_penalty"]))
+        return translate(self, sentences, options, **overrides)
 
     monkeypatch.setattr(Translator, "translate", spy)
     result = tune_length_penalty(run, (0.0, 2.0), beam_size=2, device="cpu")

@@ -5,7 +5,7 @@ One output line per input, always: a newline a detokenizer might produce becomes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,6 +25,8 @@ class PreparedSource:
     tokens: list[str]
     ids: list[int]
     truncated: bool
+    prefix_tokens: list[str] = field(default_factory=list)  # forced target prefix, as written
+    prefix_ids: list[int] = field(default_factory=list)
 
 
 def finish(
@@ -38,7 +40,8 @@ def finish(
         return Translation(prep.source, "", 0.0, 0.0, [empty], [], [], attn, prep.truncated)
     n_src = len(prep.tokens)
     nbest = [
-        NBestEntry(hypothesis_text(processor, h, prep.tokens, replace_unk), h.score, h.norm_score,
+        NBestEntry(hypothesis_text(processor, h, prep.tokens, replace_unk, prep.prefix_tokens),
+                   h.score, h.norm_score,
                    processor.tgt_vocab.decode(h.tokens, strip_special=False))
         for h in hyps
     ]
@@ -49,14 +52,21 @@ def finish(
                        list(prep.tokens), nbest[0].tokens, attn, prep.truncated)
 
 def hypothesis_text(
-    processor: TextProcessor, hyp: Hypothesis, src_tokens: list[str], replace_unk: bool) -> str:
-    """Plain text of a hypothesis: specials dropped, <unk> replaced when asked."""
+    processor: TextProcessor, hyp: Hypothesis, src_tokens: list[str], replace_unk: bool,
+    forced: list[str] | None = None,
+) -> str:
+    """Plain text of a hypothesis: specials dropped, <unk> replaced when asked, and the
+    ``forced`` prefix tokens as the user wrote them (an out-of-vocabulary word stays)."""
+    forced = forced or []
     vocab = processor.tgt_vocab
     tokens: list[str] = []
     for step, index in enumerate(hyp.tokens):
         if index == EOS_ID:
             break
         if index in (PAD_ID, BOS_ID):  # the searches never emit these; never show them
+            continue
+        if step < len(forced):
+            tokens.append(forced[step])
             continue
         if index == UNK_ID and replace_unk and hyp.attention is not None:
             # Most-attended real source token (the last column is the source's </s>).

@@ -8,6 +8,7 @@ training validation; on a CPU, batches run concurrently, one per intra-op thread
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -18,6 +19,7 @@ from nmt.config import DecodeConfig
 from nmt.datautil.batching import collate_src
 from nmt.decoding import Hypothesis, search
 from nmt.decoding.batches import length_sorted_batches
+from nmt.decoding.processors import LogitsProcessor, Steering
 from nmt.models.interface import Seq2Seq
 from nmt.runtime import autocast
 
@@ -31,8 +33,13 @@ def decode_batches(
     model: Seq2Seq, sources: list[list[int]], decode: DecodeConfig, seed: int, *,
     device: torch.device, autocast_dtype: torch.dtype | None, max_len_cap: int | None,
     need_attention: bool = False, progress: bool = False, use_cache: bool = True,
+    processors: Sequence[LogitsProcessor] = (), prefixes: Sequence[Sequence[int]] | None = None,
 ) -> list[list[Hypothesis]]:
-    """Decode token ids (no </s>): the n-best lists in input order (``[]`` for an empty one)."""
+    """Decode token ids (no </s>): the n-best lists in input order (``[]`` for an empty one).
+
+    ``processors`` run in every search; ``prefixes[i]`` (target ids) starts source ``i``'s
+    output (see :class:`~nmt.decoding.processors.Steering`).
+    """
     nbests: list[list[Hypothesis]] = [[] for _ in sources]
     batches = length_sorted_batches([len(ids) for ids in sources], decode.batch_size)
     n_sentences = sum(len(b) for b in batches)
@@ -46,11 +53,13 @@ def decode_batches(
         # Each batch samples from its own stream, so samples do not depend on how many
         # batches run at once. Inference mode and autocast are per thread: entered here.
         generator = torch.Generator(device).manual_seed(batch_seed(seed, index))
+        forced = None if prefixes is None else [prefixes[i] for i in chunk]
+        steering = Steering(processors, forced, device)
         with torch.inference_mode(), autocast(device, autocast_dtype):
             result = search(
                 model, src.to(device), src_mask.to(device), decode,
                 generator=generator, max_len_cap=max_len_cap,
-                need_attention=need_attention, use_cache=use_cache,
+                need_attention=need_attention, use_cache=use_cache, steering=steering,
             )
         for i, hyps in zip(chunk, result, strict=True):
             nbests[i] = hyps

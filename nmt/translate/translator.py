@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -14,7 +14,8 @@ from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_wei
 from nmt.config import Config, DecodeConfig, decode_with, load_config
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.tokenize import SPACE_MARK
-from nmt.decoding import Hypothesis
+from nmt.datautil.vocab import UNK_ID
+from nmt.decoding import Hypothesis, build_processors
 from nmt.errors import CheckpointError, ConfigError
 from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
@@ -100,74 +101,85 @@ class Translator:
     # The overloads only tell type checkers what return_details selects.
     @overload
     def translate(
-        self, sentences: Sequence[str], strategy: str | None = ..., beam_size: int | None = ...,
-        n_best: int | None = ..., length_penalty: float | None = ...,
-        temperature: float | None = ..., top_k: int | None = ..., top_p: float | None = ...,
-        seed: int | None = ..., max_len_a: float | None = ..., max_len_b: int | None = ...,
-        batch_size: int | None = ..., replace_unk: bool | None = ...,
+        self, sentences: Sequence[str], options: DecodeConfig | Mapping[str, Any] | None = ...,
+        *, prefixes: Sequence[str | None] | None = ..., seed: int | None = ...,
         return_details: Literal[False] = ..., with_attention: bool = ..., progress: bool = ...,
+        **overrides: Any,
     ) -> list[str]: ...
     @overload
     def translate(
-        self, sentences: Sequence[str], strategy: str | None = ..., beam_size: int | None = ...,
-        n_best: int | None = ..., length_penalty: float | None = ...,
-        temperature: float | None = ..., top_k: int | None = ..., top_p: float | None = ...,
-        seed: int | None = ..., max_len_a: float | None = ..., max_len_b: int | None = ...,
-        batch_size: int | None = ..., replace_unk: bool | None = ..., *,
+        self, sentences: Sequence[str], options: DecodeConfig | Mapping[str, Any] | None = ...,
+        *, prefixes: Sequence[str | None] | None = ..., seed: int | None = ...,
         return_details: Literal[True], with_attention: bool = ..., progress: bool = ...,
+        **overrides: Any,
     ) -> list[Translation]: ...
     def translate(
-        self, sentences: Sequence[str], strategy: str | None = None,
-        beam_size: int | None = None, n_best: int | None = None,
-        length_penalty: float | None = None, temperature: float | None = None,
-        top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-        max_len_a: float | None = None, max_len_b: int | None = None,
-        batch_size: int | None = None, replace_unk: bool | None = None,
+        self, sentences: Sequence[str], options: DecodeConfig | Mapping[str, Any] | None = None,
+        *, prefixes: Sequence[str | None] | None = None, seed: int | None = None,
         return_details: bool = False, with_attention: bool = False, progress: bool = False,
+        **overrides: Any,
     ) -> list[str] | list[Translation]:
         """Translate ``sentences``: one result per input, in input order.
 
-        Decoding options left as None take the run's ``decode`` defaults (the sampling
-        ``seed`` defaults to the run's seed); they are validated like config keys.
+        Args:
+            options: the decoding options: a :class:`~nmt.config.DecodeConfig`, or a mapping
+                of ``decode.*`` keys to values (None = the run's value); None: the run's
+                ``decode`` section. ``overrides`` (``strategy="greedy"``, ``beam_size=8``, ...)
+                are applied on top. Everything is validated like config keys.
+            prefixes: per sentence, target text its translation must start with (None or
+                ``""``: none); the model continues it. An OOV word of a prefix is kept as
+                written in the output.
+            seed: the sampling seed (default: the run's seed).
 
         Returns:
             Plain translations, or with ``return_details`` a :class:`Translation` per input
             (with its attention matrix when ``with_attention``).
 
         Raises:
-            ConfigError: an option is invalid (the message names it).
+            ConfigError: an option is invalid (the message names it), or ``prefixes`` does not
+                have one entry per sentence.
         """
         if isinstance(sentences, str):
             raise TypeError("translate() takes a list of sentences, not one string")
-        decode = self.decode_config(
-            strategy=strategy, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty,
-            temperature=temperature, top_k=top_k, top_p=top_p, max_len_a=max_len_a,
-            max_len_b=max_len_b, batch_size=batch_size, replace_unk=replace_unk,
-        )
+        decode = self.decode_config(options, **overrides)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"seed: expected an integer, got {seed!r}")
-        prepared = [self._prepare(i + 1, text) for i, text in enumerate(sentences)]
+        if prefixes is not None and len(prefixes) != len(sentences):
+            raise ConfigError(f"prefixes: {len(prefixes)} given for {len(sentences)} sentences")
+        prepared = [self._prepare(i + 1, text, None if prefixes is None else prefixes[i])
+                    for i, text in enumerate(sentences)]  # fmt: skip
         need_attention = decode.replace_unk or with_attention
+        forced = [p.prefix_ids for p in prepared] if prefixes is not None else None
         nbests = self.search_ids([p.ids for p in prepared], decode,
                                  self.config.seed if seed is None else seed, need_attention,
-                                 progress)
+                                 progress, prefixes=forced)  # fmt: skip
         results = [
             finish(self.processor, p, nb, decode.replace_unk, with_attention)
             for p, nb in zip(prepared, nbests, strict=True)
         ]
         return results if return_details else [r.translation for r in results]
 
-    def decode_config(self, **options: Any) -> DecodeConfig:
-        """The run's decode config with the given (non-None) options, validated."""
-        given = {k: v for k, v in options.items() if v is not None}
-        if not given:
-            return self.config.decode
+    def decode_config(self, options: DecodeConfig | Mapping[str, Any] | None = None,
+                      **overrides: Any) -> DecodeConfig:  # fmt: skip
+        """The decoding options of a call: ``options`` (a DecodeConfig, or ``decode.*`` keys
+        over the run's), then the non-None ``overrides``, validated by the config's rules."""
+        base = self.config.decode
+        given: dict[str, Any] = {}
+        if isinstance(options, DecodeConfig):
+            base = options
+        elif isinstance(options, Mapping):
+            given.update(options)
+        elif options is not None:
+            raise TypeError(f"options: expected a DecodeConfig or a mapping of decode.* keys, "
+                            f"got {type(options).__name__} (pass strategy=... by keyword)")
+        given.update(overrides)
+        given = {k: v for k, v in given.items() if v is not None}
         try:  # the rules of the config's decode section (nmt.config), nowhere else
-            return decode_with(self.config.decode, given)
+            return decode_with(base, given) if given or base is not self.config.decode else base
         except ConfigError as e:
             raise ConfigError(f"invalid decoding option: {e}") from None
 
-    def _prepare(self, line_no: int, text: str) -> PreparedSource:
+    def _prepare(self, line_no: int, text: str, prefix: str | None = None) -> PreparedSource:
         tokens = self.processor.tokenize_src(text)
         limit = self.max_src_tokens
         truncated = len(tokens) > limit
@@ -175,22 +187,41 @@ class Translator:
             log.warning("line %d: %d source tokens, more than the model takes (%d); "
                         "truncated to the first %d", line_no, len(tokens), limit, limit)
             tokens = tokens[:limit]
-        return PreparedSource(text, tokens, self.processor.src_vocab.encode(tokens), truncated)
+        prefix_tokens = self.processor.tokenize_tgt(prefix) if prefix else []
+        cap = self._max_len_cap  # the prefix and at least </s> must fit the model's positions
+        if cap is not None and len(prefix_tokens) >= cap:
+            raise ConfigError(f"line {line_no}: the prefix has {len(prefix_tokens)} target "
+                              f"tokens; the model outputs at most {cap}")
+        return PreparedSource(text, tokens, self.processor.src_vocab.encode(tokens), truncated,
+                              prefix_tokens, self.processor.tgt_vocab.encode(prefix_tokens))
 
     def search_ids(
         self, sources: list[list[int]], decode: DecodeConfig, seed: int,
         need_attention: bool = False, progress: bool = False, use_cache: bool = True,
+        prefixes: Sequence[Sequence[int]] | None = None,
     ) -> list[list[Hypothesis]]:
         """Decode token ids (no </s>): the n-best lists in input order (``[]`` for ``[]``).
 
         What :meth:`translate` runs after tokenizing; ``use_cache`` is for benchmarks and tests
-        (see :func:`~nmt.decoding.greedy.greedy_search`).
+        (see :func:`~nmt.decoding.greedy.greedy_search`). The processors ``decode`` switches
+        on run in every search; ``prefixes[i]`` (target ids) starts source ``i``'s output.
         """
         return decode_batches(
             self.model, sources, decode, seed, device=self.device,
             autocast_dtype=self._autocast_dtype, max_len_cap=self._max_len_cap,
             need_attention=need_attention, progress=progress, use_cache=use_cache,
+            processors=build_processors(decode, self._target_words), prefixes=prefixes,
         )
+
+    def _target_words(self, text: str) -> list[int]:
+        """Target ids of a word option (``decode.banned_words``); ``[]``, with a warning, for
+        a word the target vocabulary cannot spell (banning ``<unk>`` would ban every unknown
+        word)."""
+        ids = self.processor.encode_tgt(text)
+        if not ids or UNK_ID in ids:
+            log.warning("decode.banned_words: %r is not in the target vocabulary; ignored", text)
+            return []
+        return ids
 
     def plot_attention(self, translation: Translation, path: str | Path) -> Path:
         """Write the attention heatmap of a translation made ``with_attention`` (PNG)."""
