@@ -194,3 +194,67 @@ def test_evaluate_model_mode_uses_the_translator(run_dir: Path, tmp_path: Path) 
     assert "decoding: 2 sentences" in result.stdout
     hyps = (tmp_path / "hyp.txt").read_text(encoding="utf-8").splitlines()
     assert hyps == ok_lines(translate(run_dir, "我喜欢茶。", "你好", "--strategy", "greedy"))
+
+
+# --------------------------------------------------------------------------- steering
+
+
+def test_prefix_starts_every_translation(run_dir: Path) -> None:
+    lines = ok_lines(translate(run_dir, "我喜欢茶。", "你好", "--prefix", "Tom", "--strategy",
+                               "beam"))  # fmt: skip
+    assert len(lines) == 2 and all(line.startswith("Tom") for line in lines)
+
+
+def test_jsonl_input_gives_each_line_its_prefix(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"source": "我喜欢茶。", "prefix": "Zebra"}\n\n{"source": "你好"}\n',
+                   encoding="utf-8")  # fmt: skip
+    lines = ok_lines(translate(run_dir, "--input", str(src), "--input-format", "jsonl",
+                               "--strategy", "greedy"))  # fmt: skip
+    assert len(lines) == 3 and lines[0].startswith("Zebra") and lines[1] == ""
+    # An out-of-vocabulary prefix word is written as given, not as <unk>.
+    assert "<unk>" not in lines[0]
+    plain = ok_lines(translate(run_dir, "你好", "--strategy", "greedy"))
+    assert lines[2] == plain[0]
+
+
+def test_jsonl_input_errors_name_the_line(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"source": "你好"}\n{"text": "no source"}\n', encoding="utf-8")
+    result = translate(run_dir, "--input", str(src), "--input-format", "jsonl")
+    assert result.exit_code == 3 and f"{src}:2: expected an object" in one_error_line(result)
+    src.write_text("not json\n", encoding="utf-8")
+    result = translate(run_dir, "--input", str(src), "--input-format", "jsonl")
+    assert result.exit_code == 3 and f"{src}:1: not JSON" in one_error_line(result)
+
+
+def test_steering_options_reach_the_search(run_dir: Path) -> None:
+    base = ok_lines(translate(run_dir, "我喜欢茶。", "--strategy", "greedy", "--format", "jsonl"))
+    first = json.loads(base[0])["tokens"][0]
+    banned = ok_lines(translate(run_dir, "我喜欢茶。", "--strategy", "greedy", "--format",
+                                "jsonl", "--ban", first))  # fmt: skip
+    assert first not in json.loads(banned[0])["tokens"]
+    long = ok_lines(translate(run_dir, "你好", "--strategy", "greedy", "--min-length", "5",
+                              "--max-len-b", "10", "--format", "jsonl"))  # the limit wins
+    assert len(json.loads(long[0])["tokens"]) >= 5
+    no_repeat = ok_lines(translate(run_dir, "我喜欢茶。" * 3, "--strategy", "beam",
+                                   "--no-repeat-ngram-size", "1", "--format", "jsonl"))
+    tokens = json.loads(no_repeat[0])["tokens"]
+    assert len(tokens) == len(set(tokens))
+    bad = translate(run_dir, "你好", "--repetition-penalty", "0")
+    assert bad.exit_code == 2 and "decode.repetition_penalty" in one_error_line(bad)
+
+
+def test_decoding_options_are_declared_once() -> None:
+    from nmt.cli.decoding import OPTION_KEYS
+
+    for command, missing in (("translate", set()), ("evaluate", {"n_best"}),
+                             ("tune", {"strategy", "n_best", "length_penalty", "temperature",
+                                       "top_k", "top_p"})):  # fmt: skip
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        for key in OPTION_KEYS:
+            if command == "tune" and key == "length_penalty":
+                continue  # tune's own --length-penalty is the list of candidates
+            flag = "--ban" if key == "banned_words" else "--" + key.replace("_", "-")
+            assert (flag in result.stdout) == (key not in missing), (command, flag)

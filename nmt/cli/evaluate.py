@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nmt.cli.common import app, reports_errors
+from nmt.cli.decoding import decoding_options
 from nmt.evaluate import DEFAULT_BOOTSTRAP, DEFAULT_WIDTH, METRIC_NAMES
 from nmt.fileio import atomic_write_text
 
@@ -20,6 +21,7 @@ _DECODE_PANEL = "Translate and score (--model)"
 
 @app.command()
 @reports_errors
+@decoding_options(_DECODE_PANEL, exclude={"n_best"})
 def evaluate(
     hyp: Annotated[
         Path | None, typer.Option(help="System output to score, one sentence per line.")
@@ -115,44 +117,6 @@ def evaluate(
             rich_help_panel=_DECODE_PANEL,
         ),
     ] = None,
-    strategy: Annotated[
-        str | None,
-        typer.Option(
-            help="greedy, beam or sample (default: the run's config).",
-            rich_help_panel=_DECODE_PANEL,
-        ),
-    ] = None,
-    beam_size: Annotated[
-        int | None, typer.Option(help="Beam width.", rich_help_panel=_DECODE_PANEL)
-    ] = None,
-    length_penalty: Annotated[
-        float | None,
-        typer.Option(help="GNMT length penalty alpha (0 = off).", rich_help_panel=_DECODE_PANEL),
-    ] = None,
-    temperature: Annotated[
-        float | None, typer.Option(help="Sampling temperature.", rich_help_panel=_DECODE_PANEL)
-    ] = None,
-    top_k: Annotated[
-        int | None,
-        typer.Option(
-            help="Sample from the k best tokens (0 = off).", rich_help_panel=_DECODE_PANEL
-        ),
-    ] = None,
-    top_p: Annotated[
-        float | None,
-        typer.Option(help="Nucleus sampling mass (1.0 = off).", rich_help_panel=_DECODE_PANEL),
-    ] = None,
-    max_len_a: Annotated[
-        float | None,
-        typer.Option(help="Output length limit a*|src|+b: a.", rich_help_panel=_DECODE_PANEL),
-    ] = None,
-    max_len_b: Annotated[
-        int | None,
-        typer.Option(help="Output length limit a*|src|+b: b.", rich_help_panel=_DECODE_PANEL),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Sentences per batch.", rich_help_panel=_DECODE_PANEL)
-    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Random seed for sampling.", rich_help_panel=_DECODE_PANEL)
     ] = None,
@@ -165,6 +129,8 @@ def evaluate(
             rich_help_panel=_DECODE_PANEL,
         ),
     ] = None,
+    *,
+    decode: dict[str, Any],
 ) -> None:
     """Score translations with BLEU, chrF and TER (sacrebleu), each with its signature.
 
@@ -188,11 +154,6 @@ def evaluate(
     if model is not None:
         if hyp is not None:
             raise ConfigError("give either --hyp FILE or --model RUN_DIR, not both")
-        decode = {
-            "strategy": strategy, "beam_size": beam_size, "length_penalty": length_penalty,
-            "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "max_len_a": max_len_a, "max_len_b": max_len_b, "batch_size": batch_size,
-        }  # fmt: skip
         hyps, refs, stats, lang, baseline = _translate_for_evaluation(
             model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang,
             precision, zh_script,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nmt.cli.common import app, reports_errors
+from nmt.cli.decoding import decoding_options
 
 if TYPE_CHECKING:
     from nmt.translate import Translation, Translator
@@ -19,6 +20,7 @@ _DECODING = "Decoding (defaults: the run's config.yaml)"
 
 @app.command()
 @reports_errors
+@decoding_options(_DECODING)
 def translate(
     model: Annotated[
         Path,
@@ -73,57 +75,24 @@ def translate(
         typer.Option(help="Write an attention heatmap per sentence to DIR/0001.png, ... "
                      "(needs matplotlib, the viz extra of nmt)."),
     ] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="greedy, beam or sample.", rich_help_panel=_DECODING)
-    ] = None,
-    beam_size: Annotated[
-        int | None, typer.Option(help="Beam width (beam).", rich_help_panel=_DECODING)
-    ] = None,
-    n_best: Annotated[
-        int | None,
-        typer.Option(help="Hypotheses kept per sentence (beam; <= --beam-size). Listed in "
-                     "jsonl; text prints the best only.", rich_help_panel=_DECODING),
-    ] = None,
-    length_penalty: Annotated[
-        float | None,
-        typer.Option(help="GNMT length penalty alpha; 0 ranks by raw log-probability.",
-                     rich_help_panel=_DECODING),
-    ] = None,
-    temperature: Annotated[
-        float | None,
-        typer.Option(help="Sampling temperature (> 0).", rich_help_panel=_DECODING),
-    ] = None,
-    top_k: Annotated[
-        int | None,
-        typer.Option(help="Sample from the k most likely tokens (0 = off).",
-                     rich_help_panel=_DECODING),
-    ] = None,
-    top_p: Annotated[
-        float | None,
-        typer.Option(help="Nucleus sampling: the smallest set with this mass (1.0 = off).",
-                     rich_help_panel=_DECODING),
-    ] = None,
     seed: Annotated[
         int | None,
         typer.Option(help="Sampling seed (default: the run's seed); same seed and batch "
                      "size, same samples.", rich_help_panel=_DECODING),
     ] = None,
-    max_len_a: Annotated[
-        float | None,
-        typer.Option(help="Output length limit a*|src|+b: a.", rich_help_panel=_DECODING),
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="Target text every translation starts with; the model continues "
+                     "it (post-editing). With --input-format jsonl, a line's own \"prefix\" "
+                     "wins.", rich_help_panel=_DECODING),
     ] = None,
-    max_len_b: Annotated[
-        int | None,
-        typer.Option(help="Output length limit a*|src|+b: b.", rich_help_panel=_DECODING),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Sentences per batch.", rich_help_panel=_DECODING)
-    ] = None,
-    replace_unk: Annotated[
-        bool | None,
-        typer.Option("--replace-unk/--no-replace-unk", help="Replace each <unk> in the output "
-                     "by the source token it attended to most.", rich_help_panel=_DECODING),
-    ] = None,
+    input_format: Annotated[
+        str,
+        typer.Option(help="text: one sentence per line; jsonl: one JSON object per line, "
+                     "{\"source\": ..., \"prefix\": ...} (prefix optional)."),
+    ] = "text",
+    *,
+    decode: dict[str, Any],
 ) -> None:
     """Translate sentences with a trained model: exactly one output line per input line.
 
@@ -139,6 +108,8 @@ def translate(
 
     if output_format not in ("text", "jsonl"):
         raise ConfigError(f"--format: expected text or jsonl, got {output_format!r}")
+    if input_format not in ("text", "jsonl"):
+        raise ConfigError(f"--input-format: expected text or jsonl, got {input_format!r}")
     if errors not in ("strict", "replace"):
         raise ConfigError(f"--errors: expected strict or replace, got {errors!r}")
     if text and input_ is not None:
@@ -148,22 +119,25 @@ def translate(
         raise ConfigError("--output needs TEXT, --input or piped stdin (the prompt prints here)")
     # Input first: a bad file fails before the model is loaded.
     sentences = [] if interactive else list(text or _read_input(input_, errors))
+    prefixes: list[str | None] | None = None
+    if input_format == "jsonl" and not interactive:
+        name = "<stdin>" if input_ is None or str(input_) == "-" else str(input_)
+        sentences, prefixes = _read_jsonl(sentences, name, prefix)
+    elif prefix:
+        prefixes = [prefix] * len(sentences)
     translator = Translator.load(model, device=device, checkpoint=checkpoint,
                                  precision=precision)
-    options: dict[str, Any] = dict(
-        strategy=strategy, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty,
-        temperature=temperature, top_k=top_k, top_p=top_p, max_len_a=max_len_a,
-        max_len_b=max_len_b, batch_size=batch_size, replace_unk=replace_unk,
-    )
-    translator.decode_config(**options)  # bad options fail before any decoding
+    translator.decode_config(decode)  # bad options fail before any decoding
     in_script = _script_converter(translator, zh_script)
     plotted = 0
 
-    def run(lines: list[str], progress: bool) -> list[str]:
+    def run(lines: list[str], progress: bool, line_prefixes: list[str | None] | None
+            ) -> list[str]:  # fmt: skip
         nonlocal plotted
-        results = translator.translate(lines, **options, seed=seed, return_details=True,
+        results = translator.translate(lines, decode, prefixes=line_prefixes, seed=seed,
+                                       return_details=True,
                                        with_attention=plot_attention is not None,
-                                       progress=progress)
+                                       progress=progress)  # fmt: skip
         results = [in_script(r) for r in results]
         for r in results:
             plotted += 1
@@ -174,9 +148,9 @@ def translate(
         return [r.translation for r in results]
 
     if interactive:
-        _translate_prompt(run)
+        _translate_prompt(lambda lines: run(lines, False, [prefix] if prefix else None))
         return
-    lines = run(sentences, progress=len(sentences) > 1 and sys.stderr.isatty())
+    lines = run(sentences, len(sentences) > 1 and sys.stderr.isatty(), prefixes)
     data = "".join(f"{line}\n" for line in lines)
     if output is not None:
         atomic_write_text(output, data)
@@ -216,7 +190,40 @@ def _read_input(path: Path | None, errors: str) -> list[str]:
     return decode_lines_lenient(data, name, "replace" if errors == "replace" else "strict")
 
 
-def _translate_prompt(run: Callable[[list[str], bool], list[str]]) -> None:
+def _read_jsonl(lines: list[str], name: str, default_prefix: str | None
+                ) -> tuple[list[str], list[str | None]]:  # fmt: skip
+    """Sources and prefixes of ``--input-format jsonl`` lines (an empty line: an empty source).
+
+    Raises:
+        DataError: a line that is not a JSON object with a string "source" (and, if given, a
+            string "prefix"), naming the file and line.
+    """
+    import json
+
+    from nmt.errors import DataError
+
+    sources: list[str] = []
+    prefixes: list[str | None] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            sources.append("")
+            prefixes.append(default_prefix)
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{name}:{number}: not JSON ({e.msg})") from None
+        source = item.get("source") if isinstance(item, dict) else None
+        line_prefix = item.get("prefix", default_prefix) if isinstance(item, dict) else None
+        if not isinstance(source, str) or not isinstance(line_prefix, (str, type(None))):
+            raise DataError(f"{name}:{number}: expected an object with a string \"source\" "
+                            f"(and optionally a string \"prefix\")")
+        sources.append(source)
+        prefixes.append(line_prefix)
+    return sources, prefixes
+
+
+def _translate_prompt(run: Callable[[list[str]], list[str]]) -> None:
     """Read a line, print its translation, until end of input (Ctrl-D)."""
     typer.echo("Type a sentence and press Enter; Ctrl-D quits.", err=True)
     while True:
@@ -225,4 +232,4 @@ def _translate_prompt(run: Callable[[list[str], bool], list[str]]) -> None:
         if not line:
             typer.echo("", err=True)
             return
-        typer.echo(run([line.rstrip("\r\n")], False)[0])
+        typer.echo(run([line.rstrip("\r\n")])[0])
