@@ -25,6 +25,8 @@ class Hypothesis:
             ``j`` is the ``j``-th real (unpadded) token of the source as it was given to the
             search. The row of the ``</s>`` step is not included.
         ended: True when the hypothesis ended with ``</s>``, False when it was cut at max_len.
+        unmet: constraint tokens it misses (constrained beam search, when the length limit cut
+            it before every phrase was produced); 0 otherwise.
     """
 
     tokens: list[int]
@@ -32,6 +34,7 @@ class Hypothesis:
     norm_score: float
     attention: Tensor | None = field(default=None, compare=False)  # tensors have no plain ==
     ended: bool = True
+    unmet: int = 0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ name in ``DecodeConfig.strategy`` (the config schema).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from torch import Tensor
 
 from nmt.config import DecodeConfig
 from nmt.decoding.beam import beam_search
+from nmt.decoding.constrained import constrained_beam_search
 from nmt.decoding.greedy import greedy_search
 from nmt.decoding.processors import Steering
 from nmt.decoding.result import SearchResult
@@ -35,6 +36,8 @@ class SearchInputs:
     need_attention: bool = False
     use_cache: bool = True
     steering: Steering | None = None
+    # Per sentence, target phrases its output must contain (beam search only).
+    constraints: Sequence[Sequence[Sequence[int]]] | None = None
 
 
 Strategy = Callable[[Seq2Seq, Tensor, Tensor, DecodeConfig, SearchInputs], SearchResult]
@@ -47,6 +50,12 @@ def _greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, cfg: DecodeConfig,
 
 def _beam(model: Seq2Seq, src: Tensor, src_mask: Tensor, cfg: DecodeConfig,
           inputs: SearchInputs) -> SearchResult:  # fmt: skip
+    if inputs.constraints is not None and any(inputs.constraints):
+        common = _common(cfg, inputs)
+        del common["need_attention"]  # (the constrained search keeps no attention)
+        return constrained_beam_search(model, src, src_mask, inputs.constraints,
+                                       beam_size=cfg.beam_size, n_best=cfg.n_best,
+                                       **common)  # fmt: skip
     return beam_search(model, src, src_mask, beam_size=cfg.beam_size, n_best=cfg.n_best,
                        **_common(cfg, inputs))  # fmt: skip
 
@@ -79,6 +88,7 @@ def search(
     need_attention: bool = False,
     use_cache: bool = True,
     steering: Steering | None = None,
+    constraints: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> SearchResult:
     """Decode a batch with ``cfg.strategy`` and the options ``cfg`` gives it.
 
@@ -93,5 +103,8 @@ def search(
     strategy = STRATEGIES.get(cfg.strategy)
     if strategy is None:
         raise ValueError(f"unknown decoding strategy {cfg.strategy!r}")
-    inputs = SearchInputs(generator, max_len_cap, need_attention, use_cache, steering)
+    if constraints is not None and any(constraints) and cfg.strategy != "beam":
+        raise ValueError("lexical constraints need beam search")
+    inputs = SearchInputs(generator, max_len_cap, need_attention, use_cache, steering,
+                          constraints)  # fmt: skip
     return strategy(model, src, src_mask, cfg, inputs)
