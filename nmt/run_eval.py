@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nmt.config import Config, config_to_dict, load_config
 from nmt.datautil.corpus import read_parallel, reference_text
+from nmt.datautil.glossary import Glossary
 from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
 from nmt.evaluate import DecodeStats, default_tokenize, timed_translate
 
@@ -106,14 +107,16 @@ def translate_timed(
     options: Mapping[str, Any],
     settings: Mapping[str, Any],
     tokenize: str | None = None,
+    glossary: Glossary | None = None,
 ) -> tuple[list[str], DecodeStats]:
     """Translate ``sources`` once with ``options``, timed; ``settings`` are reported with the
     run's decode config (options applied) in the :class:`DecodeStats`."""
     given = {k: v for k, v in options.items() if v is not None}
     reported = {**settings, **config_to_dict(cfg.decode), **given}
+    extra: dict[str, Any] = {} if glossary is None else {"glossary": glossary}
     log.info("translating %d sentences", len(sources))
     return timed_translate(
-        lambda xs: translator.translate(xs, **given),
+        lambda xs: translator.translate(xs, **given, **extra),
         sources,
         tokenize or default_tokenize(cfg.data.tgt_lang),
         reported,

@@ -258,3 +258,42 @@ def test_decoding_options_are_declared_once() -> None:
                 continue  # tune's own --length-penalty is the list of candidates
             flag = "--ban" if key == "banned_words" else "--" + key.replace("_", "-")
             assert (flag in result.stdout) == (key not in missing), (command, flag)
+
+
+def test_glossary_terms_appear_in_the_output(run_dir: Path, tmp_path: Path) -> None:
+    glossary = tmp_path / "g.tsv"
+    glossary.write_text("茶\ttea\n纽约\tYork\n猫\tQwxyzzz\n", encoding="utf-8")
+    sources = ["我喜欢茶。", "他很高兴。", "Tom住在纽约"]
+    lines = ok_lines(translate(run_dir, *sources, "--glossary", str(glossary), "--strategy",
+                               "beam", "--max-len-b", "8"))  # fmt: skip
+    assert "tea" in lines[0].split() or "tea" in lines[0]
+    assert "York" in lines[2]
+    plain = ok_lines(translate(run_dir, "他很高兴。", "--strategy", "beam", "--max-len-b", "8"))
+    assert lines[1] == plain[0]  # no term in it: as without a glossary
+    greedy = translate(run_dir, "我喜欢茶。", "--glossary", str(glossary), "--strategy", "greedy")
+    assert greedy.exit_code == 2 and "need beam search" in one_error_line(greedy)
+    glossary.write_text("茶 tea\n", encoding="utf-8")
+    bad = translate(run_dir, "我喜欢茶。", "--glossary", str(glossary))
+    assert bad.exit_code == 3 and f"{glossary}:1: expected" in one_error_line(bad)
+
+
+def test_evaluate_reports_the_term_usage_rate(run_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "src.txt").write_text("我喜欢茶。\n你好\n", encoding="utf-8")
+    (tmp_path / "hyp.txt").write_text("I like tea.\nHello.\n", encoding="utf-8")
+    (tmp_path / "g.tsv").write_text("茶\ttea\n你好\tHi\n", encoding="utf-8")
+    args = ["evaluate", "--hyp", str(tmp_path / "hyp.txt"), "--ref", str(tmp_path / "hyp.txt"),
+            "--src", str(tmp_path / "src.txt"), "--glossary", str(tmp_path / "g.tsv")]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["term_usage"] == {"used": 1, "occurring": 2, "rate": 50.0}
+    no_src = CliRunner().invoke(app, [a for a in args if a != "--src" and
+                                      not a.endswith("src.txt")])  # fmt: skip
+    assert no_src.exit_code == 2 and "needs the sources" in one_error_line(no_src)
+    (tmp_path / "tea.tsv").write_text("茶\ttea\n", encoding="utf-8")
+    constrained = CliRunner().invoke(app, [
+        "evaluate", "--model", str(run_dir), "--src", str(tmp_path / "src.txt"), "--ref",
+        str(tmp_path / "hyp.txt"), "--device", "cpu", "--glossary", str(tmp_path / "tea.tsv"),
+        "--strategy", "beam", "--max-len-b", "8", "--json"])
+    assert constrained.exit_code == 0, constrained.output
+    usage = json.loads(constrained.stdout)["term_usage"]
+    assert usage == {"used": 1, "occurring": 1, "rate": 100.0}  # the random model says "tea"

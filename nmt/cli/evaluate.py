@@ -14,6 +14,7 @@ from nmt.evaluate import DEFAULT_BOOTSTRAP, DEFAULT_WIDTH, METRIC_NAMES
 from nmt.fileio import atomic_write_text
 
 if TYPE_CHECKING:
+    from nmt.datautil.glossary import Glossary
     from nmt.evaluate import Comparison, DecodeStats, Scores
 
 _DECODE_PANEL = "Translate and score (--model)"
@@ -129,6 +130,12 @@ def evaluate(
             rich_help_panel=_DECODE_PANEL,
         ),
     ] = None,
+    glossary: Annotated[
+        Path | None,
+        typer.Option(help="TSV of 'source term<TAB>target term': report the term usage rate "
+                     "(needs the sources: --model, or --hyp with --src); with --model the "
+                     "translation is also constrained to use the terms (beam search)."),
+    ] = None,
     *,
     decode: dict[str, Any],
 ) -> None:
@@ -150,34 +157,53 @@ def evaluate(
         ev.check_tokenize(tokenize)
     if tgt_lang not in (None, "zh", "en"):
         raise ConfigError(f"--tgt-lang: expected zh or en, got {tgt_lang!r}")
+    from nmt.datautil.glossary import read_glossary, term_usage
+
+    terms = None if glossary is None else read_glossary(glossary)
     stats: DecodeStats | None = None
+    sources: list[str] | None = None
     if model is not None:
         if hyp is not None:
             raise ConfigError("give either --hyp FILE or --model RUN_DIR, not both")
-        hyps, refs, stats, lang, baseline = _translate_for_evaluation(
+        hyps, refs, stats, lang, baseline, sources = _translate_for_evaluation(
             model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang,
-            precision, zh_script,
+            precision, zh_script, terms,
         )
         if save_hyp is not None:
             atomic_write_text(save_hyp, "".join(f"{h}\n" for h in hyps))
     elif hyp is not None:
-        if any(given is not None for given in (src, save_hyp, split, zh_script)):
-            raise ConfigError("--src, --split, --save-hyp and --zh-script belong to --model mode")
+        if any(given is not None for given in (save_hyp, split, zh_script)):
+            raise ConfigError("--split, --save-hyp and --zh-script belong to --model mode")
+        if src is not None and terms is None:
+            raise ConfigError("--src goes with --model, or with --hyp and --glossary")
+        if terms is not None and src is None:
+            raise ConfigError("--glossary with --hyp needs the sources: --src FILE")
         if not ref:
             raise ConfigError("--ref is required (repeat it for several references)")
         refs = {str(p): ev.read_texts(p) for p in ref}
         hyps, lang, baseline = ev.read_texts(hyp), tgt_lang or "en", str(hyp)
         ev.check_aligned(baseline, len(hyps), refs)
+        if src is not None:
+            sources = ev.read_texts(src)
+            ev.check_aligned(str(src), len(sources), {baseline: hyps})
     else:
         raise ConfigError("give --hyp FILE --ref FILE, or --model RUN_DIR, to score")
     tok = tokenize or ev.default_tokenize(lang)
     result = _score(hyps, list(refs.values()), tok, metric_names, lang, baseline, compare,
                     bootstrap)  # fmt: skip
+    usage = None
+    if terms is not None and sources is not None:
+        used, occurring = term_usage(terms, sources, hyps)
+        rate = 100.0 * used / occurring if occurring else 100.0
+        usage = {"used": used, "occurring": occurring, "rate": round(rate, width)}
     if json_output:
         data = result.to_dict(width) | ({"decoding": stats.to_dict()} if stats else {})
-        typer.echo(ev.to_json(data))
+        typer.echo(ev.to_json(data | ({"term_usage": usage} if usage else {})))
     else:
         typer.echo(result.format_table(width))
+        if usage is not None:
+            typer.echo(f"term usage: {usage['rate']:.{width}f}% ({used} of {occurring} "
+                       f"glossary terms found in the sources appear in the output; {glossary})")
         if stats is not None:
             typer.echo(stats.format())
 
@@ -222,7 +248,8 @@ def _translate_for_evaluation(
     tgt_lang: str | None,
     precision: str | None = None,
     zh_script: str | None = None,
-) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str]:
+    glossary: Glossary | None = None,
+) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str, list[str]]:
     """``--model`` mode: read the sources and references, translate them timed.
 
     Returns the hypotheses, the references by name, the DecodeStats, the run's target
@@ -261,8 +288,8 @@ def _translate_for_evaluation(
     settings = {"device": device or "auto", "checkpoint": checkpoint,
                 "precision": translator.precision}  # fmt: skip
     hyps, stats = run_eval.translate_timed(
-        translator, cfg, sources, {**decode, "seed": seed}, settings, tokenize
+        translator, cfg, sources, {**decode, "seed": seed}, settings, tokenize, glossary
     )
     if script is not None:
         hyps = [translator.processor.convert_tgt_script(h, script) for h in hyps]
-    return hyps, refs, stats, lang, f"{run_dir} ({name})"
+    return hyps, refs, stats, lang, f"{run_dir} ({name})", list(sources)

@@ -86,6 +86,12 @@ def translate(
                      "it (post-editing). With --input-format jsonl, a line's own \"prefix\" "
                      "wins.", rich_help_panel=_DECODING),
     ] = None,
+    glossary: Annotated[
+        Path | None,
+        typer.Option(help="TSV of 'source term<TAB>target term': when a source term occurs in "
+                     "a sentence, its target term must appear in the translation (beam "
+                     "search).", rich_help_panel=_DECODING),
+    ] = None,
     input_format: Annotated[
         str,
         typer.Option(help="text: one sentence per line; jsonl: one JSON object per line, "
@@ -125,6 +131,9 @@ def translate(
         sentences, prefixes = _read_jsonl(sentences, name, prefix)
     elif prefix:
         prefixes = [prefix] * len(sentences)
+    from nmt.datautil.glossary import read_glossary
+
+    terms = None if glossary is None else read_glossary(glossary)
     translator = Translator.load(model, device=device, checkpoint=checkpoint,
                                  precision=precision)
     translator.decode_config(decode)  # bad options fail before any decoding
@@ -134,7 +143,8 @@ def translate(
     def run(lines: list[str], progress: bool, line_prefixes: list[str | None] | None
             ) -> list[str]:  # fmt: skip
         nonlocal plotted
-        results = translator.translate(lines, decode, prefixes=line_prefixes, seed=seed,
+        results = translator.translate(lines, decode, prefixes=line_prefixes, glossary=terms,
+                                       seed=seed,
                                        return_details=True,
                                        with_attention=plot_attention is not None,
                                        progress=progress)  # fmt: skip

@@ -33,6 +33,8 @@ class Translation:
         tokens: the best hypothesis' target tokens.
         attention: ``(len(tokens), len(src_tokens))`` float32 when requested, else None.
         truncated: the source was longer than the model takes and was cut.
+        unmet_terms: glossary target terms (their tokens) the best hypothesis lacks because the
+            length limit came first (0 without a glossary).
     """
 
     source: str
@@ -44,6 +46,7 @@ class Translation:
     tokens: list[str]
     attention: Tensor | None = None
     truncated: bool = False
+    unmet_terms: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``nmt translate --format jsonl`` (non-finite scores -> null)."""
@@ -60,6 +63,7 @@ class Translation:
             "src_tokens": self.src_tokens,
             "tokens": self.tokens,
             **({"truncated": True} if self.truncated else {}),
+            **({"unmet_terms": self.unmet_terms} if self.unmet_terms else {}),
         }
 
 

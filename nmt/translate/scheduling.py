@@ -34,6 +34,7 @@ def decode_batches(
     device: torch.device, autocast_dtype: torch.dtype | None, max_len_cap: int | None,
     need_attention: bool = False, progress: bool = False, use_cache: bool = True,
     processors: Sequence[LogitsProcessor] = (), prefixes: Sequence[Sequence[int]] | None = None,
+    constraints: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decode token ids (no </s>): the n-best lists in input order (``[]`` for an empty one).
 
@@ -55,11 +56,13 @@ def decode_batches(
         generator = torch.Generator(device).manual_seed(batch_seed(seed, index))
         forced = None if prefixes is None else [prefixes[i] for i in chunk]
         steering = Steering(processors, forced, device)
+        phrases = None if constraints is None else [constraints[i] for i in chunk]
         with torch.inference_mode(), autocast(device, autocast_dtype):
             result = search(
                 model, src.to(device), src_mask.to(device), decode,
                 generator=generator, max_len_cap=max_len_cap,
                 need_attention=need_attention, use_cache=use_cache, steering=steering,
+                constraints=phrases,
             )
         for i, hyps in zip(chunk, result, strict=True):
             nbests[i] = hyps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from nmt import perf
 from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_weights
 from nmt.config import Config, DecodeConfig, decode_with, load_config
+from nmt.datautil.glossary import Glossary
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.tokenize import SPACE_MARK
 from nmt.datautil.vocab import UNK_ID
@@ -102,20 +104,23 @@ class Translator:
     @overload
     def translate(
         self, sentences: Sequence[str], options: DecodeConfig | Mapping[str, Any] | None = ...,
-        *, prefixes: Sequence[str | None] | None = ..., seed: int | None = ...,
+        *, prefixes: Sequence[str | None] | None = ..., glossary: Glossary | None = ...,
+        seed: int | None = ...,
         return_details: Literal[False] = ..., with_attention: bool = ..., progress: bool = ...,
         **overrides: Any,
     ) -> list[str]: ...
     @overload
     def translate(
         self, sentences: Sequence[str], options: DecodeConfig | Mapping[str, Any] | None = ...,
-        *, prefixes: Sequence[str | None] | None = ..., seed: int | None = ...,
+        *, prefixes: Sequence[str | None] | None = ..., glossary: Glossary | None = ...,
+        seed: int | None = ...,
         return_details: Literal[True], with_attention: bool = ..., progress: bool = ...,
         **overrides: Any,
     ) -> list[Translation]: ...
     def translate(
         self, sentences: Sequence[str], options: DecodeConfig | Mapping[str, Any] | None = None,
-        *, prefixes: Sequence[str | None] | None = None, seed: int | None = None,
+        *, prefixes: Sequence[str | None] | None = None, glossary: Glossary | None = None,
+        seed: int | None = None,
         return_details: bool = False, with_attention: bool = False, progress: bool = False,
         **overrides: Any,
     ) -> list[str] | list[Translation]:
@@ -129,6 +134,10 @@ class Translator:
             prefixes: per sentence, target text its translation must start with (None or
                 ``""``: none); the model continues it. An OOV word of a prefix is kept as
                 written in the output.
+            glossary: terminology constraints (:mod:`nmt.datautil.glossary`): when a source
+                term occurs in a sentence, beam search must put its target term in the output
+                (a target term the vocabulary cannot spell is skipped with a warning). A
+                translation the length limit cut first reports ``unmet_terms`` and a warning.
             seed: the sampling seed (default: the run's seed).
 
         Returns:
@@ -150,13 +159,23 @@ class Translator:
                     for i, text in enumerate(sentences)]  # fmt: skip
         need_attention = decode.replace_unk or with_attention
         forced = [p.prefix_ids for p in prepared] if prefixes is not None else None
+        constraints = None
+        if glossary is not None:
+            if decode.strategy != "beam":
+                raise ConfigError("a glossary's constraints need beam search (strategy beam)")
+            constraints = self._constraints(glossary, sentences)
         nbests = self.search_ids([p.ids for p in prepared], decode,
                                  self.config.seed if seed is None else seed, need_attention,
-                                 progress, prefixes=forced)  # fmt: skip
+                                 progress, prefixes=forced, constraints=constraints)  # fmt: skip
         results = [
             finish(self.processor, p, nb, decode.replace_unk, with_attention)
             for p, nb in zip(prepared, nbests, strict=True)
         ]
+        for line, (result, nb) in enumerate(zip(results, nbests, strict=True), 1):
+            if nb and nb[0].unmet:
+                log.warning("line %d: %d glossary term token(s) could not be placed within "
+                            "the length limit", line, nb[0].unmet)
+                results[line - 1] = dataclasses.replace(result, unmet_terms=nb[0].unmet)
         return results if return_details else [r.translation for r in results]
 
     def decode_config(self, options: DecodeConfig | Mapping[str, Any] | None = None,
@@ -199,6 +218,7 @@ class Translator:
         self, sources: list[list[int]], decode: DecodeConfig, seed: int,
         need_attention: bool = False, progress: bool = False, use_cache: bool = True,
         prefixes: Sequence[Sequence[int]] | None = None,
+        constraints: Sequence[Sequence[Sequence[int]]] | None = None,
     ) -> list[list[Hypothesis]]:
         """Decode token ids (no </s>): the n-best lists in input order (``[]`` for ``[]``).
 
@@ -211,7 +231,28 @@ class Translator:
             autocast_dtype=self._autocast_dtype, max_len_cap=self._max_len_cap,
             need_attention=need_attention, progress=progress, use_cache=use_cache,
             processors=build_processors(decode, self._target_words), prefixes=prefixes,
+            constraints=constraints,
         )
+
+    def _constraints(self, glossary: Glossary, sentences: Sequence[str]
+                     ) -> list[list[list[int]]]:  # fmt: skip
+        """Per sentence, the target ids of the glossary terms its source contains."""
+        targets: dict[int, list[int]] = {}
+        cap = self._max_len_cap
+        for i, (_, tgt) in enumerate(glossary.entries):
+            ids = self.processor.encode_tgt(tgt)
+            where = f"{glossary.path}:{glossary.lines[i]}"
+            if not ids or UNK_ID in ids:
+                log.warning("%s: target term %r is not in the target vocabulary; skipped",
+                            where, tgt)
+            elif cap is not None and len(ids) >= cap:
+                raise ConfigError(f"{where}: target term of {len(ids)} tokens; the model "
+                                  f"outputs at most {cap}")
+            else:
+                targets[i] = ids
+        prepare = self.processor.prepare_src
+        return [[targets[i] for i in glossary.matches(text, prepare) if i in targets]
+                for text in sentences]
 
     def _target_words(self, text: str) -> list[int]:
         """Target ids of a word option (``decode.banned_words``); ``[]``, with a warning, for
