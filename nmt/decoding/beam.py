@@ -54,6 +54,7 @@ __all__ = ["beam_search"]
 
 _DEFAULTS = DecodeConfig()
 _NEG_INF = -math.inf
+_UNMET_WEIGHT = 1e6  # ranking only: a hypothesis missing a constraint sorts after every other
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,13 @@ class _Hyps:
     n_tokens: Tensor  # (N, k) long, output length without </s>
     ended: Tensor  # (N, k) bool, True when the hypothesis ended with </s>
     attention: Tensor | None  # (N, k, max_len, src_len) float32
+    # (N, k) long: constraint tokens missed (constrained search only); ranked after norm
+    unmet: Tensor | None = None
 
     @classmethod
     def empty(
-        cls, n: int, k: int, max_len: int, src_len: int, need_attention: bool, device: torch.device
+        cls, n: int, k: int, max_len: int, src_len: int, need_attention: bool, device: torch.device,
+        with_unmet: bool = False,
     ) -> _Hyps:
         def zeros(*shape: int, dtype: torch.dtype = torch.long) -> Tensor:
             return torch.zeros(shape, dtype=dtype, device=device)
@@ -83,12 +87,17 @@ class _Hyps:
             attention=zeros(n, k, max_len, src_len, dtype=torch.float32)
             if need_attention
             else None,
+            unmet=zeros(n, k) if with_unmet else None,
         )
 
     def best_with(self, other: _Hyps) -> _Hyps:
-        """The best ``k`` of this pool and ``other`` together, best first."""
+        """The best ``k`` of this pool and ``other`` together, best first (with ``unmet``: fewer
+        missed constraint tokens first, then by ``norm``)."""
         k = self.norm.size(1)
-        best = torch.cat((self.norm, other.norm), dim=1).topk(k, dim=1).indices  # (N, k)
+        key = torch.cat((self.norm, other.norm), dim=1)
+        if self.unmet is not None and other.unmet is not None:  # float64: -1e6 keeps the norm
+            key = key.double() - _UNMET_WEIGHT * torch.cat((self.unmet, other.unmet), dim=1)
+        best = key.topk(k, dim=1).indices  # (N, k)
         fields = {}
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
@@ -240,12 +249,18 @@ def _step_outputs(
     return unflatten_beams(log_probs, k), None if attn is None else unflatten_beams(attn, k)
 
 
-def _store(out: _Hyps, beams: _Beams, done: Tensor) -> None:
-    """Copy the n-best of the ``done`` sentences into ``out`` (``(batch, n_best, ...)``)."""
+def _check_sizes(beam_size: int, n_best: int) -> None:
+    if beam_size < 1 or not 1 <= n_best <= beam_size:
+        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=} and {beam_size=}")
+
+
+def _store(out: _Hyps, pool: _Hyps, sentence: Tensor, done: Tensor) -> None:
+    """Copy the n-best ``pool`` of the ``done`` live sentences into ``out``
+    (``(batch, n_best, ...)``); ``sentence`` ``(N,)`` maps live rows to input sentences."""
     rows = done.nonzero().squeeze(1)
-    sentence, n_best = beams.sentence.index_select(0, rows), out.norm.size(1)
+    sentence, n_best = sentence.index_select(0, rows), out.norm.size(1)
     for f in dataclasses.fields(out):
-        target, pool_value = getattr(out, f.name), getattr(beams.pool, f.name)
+        target, pool_value = getattr(out, f.name), getattr(pool, f.name)
         if target is not None:
             # `out` belongs to this search: filling it in place is safe.
             target[sentence] = pool_value.index_select(0, rows)[:, :n_best]
@@ -289,8 +304,7 @@ def beam_search(
     Raises:
         ValueError: ``beam_size < 1`` or ``n_best`` outside ``[1, beam_size]``.
     """
-    if beam_size < 1 or not 1 <= n_best <= beam_size:
-        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=} and {beam_size=}")
+    _check_sizes(beam_size, n_best)
     if src.size(0) == 0:
         return SearchResult([])
     steer = steering if steering is not None and steering.active else None
@@ -312,7 +326,7 @@ def beam_search(
         step_attn = attention_of(step_attn, need_attention, model)
         beams, rows, done = _advance(beams, log_probs, step_attn, t, length_penalty)
         if done is not None:
-            _store(out, beams, done)
+            _store(out, beams.pool, beams.sentence, done)
             keep = (~done).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break

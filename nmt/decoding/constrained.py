@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from nmt.config import DecodeConfig
+from nmt.decoding.beam import _check_sizes, _Hyps, _store
 from nmt.decoding.beam_layout import flat_rows, flatten_beams, gather_beams, take_rows
 from nmt.decoding.lengths import length_penalty as gnmt_penalty
 from nmt.decoding.lengths import max_lengths
@@ -43,7 +44,6 @@ __all__ = ["constrained_beam_search"]
 
 _DEFAULTS = DecodeConfig()
 _NEG_INF = -math.inf
-_UNMET_WEIGHT = 1e6  # ranking only: a hypothesis missing a constraint sorts after every other
 
 
 @dataclass(frozen=True)
@@ -91,15 +91,13 @@ class _Progress:
         first = phrases.tokens[:, :, 0].unsqueeze(1).expand(n, k, p)
         free = (self.current < 0).unsqueeze(2) & ~self.done & (phrases.lengths > 0).unsqueeze(1)
         out = torch.where(free, first, -1)
-        busy = self.current >= 0
-        if bool(busy.any()):
-            cur = self.current.clamp(min=0)
-            nxt = phrases.tokens.gather(1, cur.unsqueeze(2).expand(-1, -1, phrases.tokens.size(2)))
-            nxt = nxt.gather(2, self.position.unsqueeze(2)).squeeze(2)  # (N, K)
-            only = torch.full_like(out, -1)
-            only.scatter_(2, cur.unsqueeze(2), nxt.unsqueeze(2))
-            out = torch.where(busy.unsqueeze(2), only, out)
-        return out
+        # A beam in the middle of a phrase may only continue it.
+        cur = self.current.clamp(min=0)
+        width = phrases.tokens.size(2)
+        nxt = phrases.tokens.gather(1, cur.unsqueeze(2).expand(-1, -1, width))  # (N, K, L)
+        nxt = nxt.gather(2, self.position.clamp(max=width - 1).unsqueeze(2))  # (N, K, 1)
+        only = torch.full_like(out, -1).scatter_(2, cur.unsqueeze(2), nxt)
+        return torch.where((self.current >= 0).unsqueeze(2), only, out)
 
     def advance(self, parents: Tensor, tokens: Tensor, phrases: _Phrases) -> _Progress:
         """The progress of candidates ``(N, M)`` (parent beam, appended token)."""
@@ -161,20 +159,16 @@ def _bank_select(scores: Tensor, met: Tensor, k: int, n_banks: int) -> Tensor:
 
 @dataclass(frozen=True)
 class _Beams:
-    sentence: Tensor  # (N,)
-    limits: Tensor  # (N,)
-    scores: Tensor  # (N, K)
-    tokens: Tensor  # (N, K, max_len)
+    """The live part of the search, one row per sentence still being searched."""
+
+    sentence: Tensor  # (N,) index of the sentence in the input batch
+    limits: Tensor  # (N,) max decoder steps
+    scores: Tensor  # (N, K) summed log-probabilities of the alive beams; -inf = dead
+    tokens: Tensor  # (N, K, max_len) the beams' prefixes
     progress: _Progress
     phrases: _Phrases
     n_finished: Tensor  # (N,) finished hypotheses that met every constraint
-    pool_norm: Tensor  # (N, B) ranking key of the pool (-inf = empty)
-    pool_raw: Tensor
-    pool_report: Tensor  # (N, B) the norm score reported
-    pool_tokens: Tensor  # (N, B, max_len)
-    pool_len: Tensor  # (N, B)
-    pool_ended: Tensor  # (N, B) bool
-    pool_unmet: Tensor  # (N, B) long
+    pool: _Hyps  # (N, n_best, ...) the best finished ones, with unmet
 
 
 @torch.no_grad()
@@ -204,8 +198,7 @@ def constrained_beam_search(
         As beam search; ``Hypothesis.unmet`` counts the phrase tokens a hypothesis missed
         (0 unless the length limit cut it first).
     """
-    if beam_size < 1 or not 1 <= n_best <= beam_size:
-        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=} and {beam_size=}")
+    _check_sizes(beam_size, n_best)
     if len(constraints) != src.size(0):
         raise ValueError(f"{len(constraints)} constraint lists for {src.size(0)} sentences")
     if any(not phrase for sentence in constraints for phrase in sentence):
@@ -226,26 +219,19 @@ def constrained_beam_search(
     state = model.encode(src, src_mask, need_attention=False, use_cache=use_cache)
     state = state.expand(k)  # (simpler than beam.py's one-row first step)
     scores = torch.full((n, k), _NEG_INF, device=device)
-    scores[:, 0] = 0.0
+    scores[:, 0] = 0.0  # only beam 0 is alive at t=0: no duplicate beams
+    empty = _Hyps.empty(n, n_best, max_len, 0, False, device, with_unmet=True)
     beams = _Beams(
         torch.arange(n, device=device), limits, scores,
         torch.full((n, k, max_len), PAD_ID, dtype=torch.long, device=device),
         _Progress(torch.zeros((n, k, n_p), dtype=torch.bool, device=device),
                   torch.full((n, k), -1, dtype=torch.long, device=device),
                   torch.zeros((n, k), dtype=torch.long, device=device)),
-        phrases, torch.zeros(n, dtype=torch.long, device=device),
-        torch.full((n, n_best), _NEG_INF, device=device),
-        torch.full((n, n_best), _NEG_INF, device=device),
-        torch.full((n, n_best), _NEG_INF, device=device),
-        torch.full((n, n_best, max_len), PAD_ID, dtype=torch.long, device=device),
-        torch.zeros((n, n_best), dtype=torch.long, device=device),
-        torch.zeros((n, n_best), dtype=torch.bool, device=device),
-        torch.zeros((n, n_best), dtype=torch.long, device=device),
+        phrases, torch.zeros(n, dtype=torch.long, device=device), empty,
     )  # fmt: skip
-    out = {name: getattr(beams, name).clone() for name in
-           ("pool_raw", "pool_report", "pool_tokens", "pool_len", "pool_ended",
-            "pool_unmet")}  # fmt: skip
+    out = _Hyps.empty(n, n_best, max_len, 0, False, device, with_unmet=True)
     blocked = blocked_ids(device)
+    beam_ids = torch.arange(k, device=device)
     prev = torch.full((n * k,), BOS_ID, dtype=torch.long, device=device)
     for t in range(max_len):
         logits, state, _ = model.decode_step(prev, state)
@@ -258,19 +244,16 @@ def constrained_beam_search(
         vocab = log_probs.size(1)
         log_probs = log_probs.view(-1, k, vocab)
         met = beams.progress.met(phrases)  # (N, K)
-        all_met = met == phrases.total.unsqueeze(1)
         at_limit = beams.limits <= t + 1  # (N,)
         # </s> only once every phrase is met (or at the limit, where everything finishes).
-        eos_ok = all_met | at_limit.unsqueeze(1)
+        eos_ok = (met == phrases.total.unsqueeze(1)) | at_limit.unsqueeze(1)
         log_probs[:, :, EOS_ID] = log_probs[:, :, EOS_ID].masked_fill(~eos_ok, _NEG_INF)
-        total = log_probs + beams.scores.unsqueeze(2)  # (N, K, V)
-        flat = total.flatten(1)
-        top_scores, top_index = flat.topk(min(2 * k, flat.size(1)), dim=1)
+        total = log_probs.add_(beams.scores.unsqueeze(2))  # (N, K, V), the step's own tensor
+        top_scores, top_index = total.flatten(1).topk(2 * k, dim=1)
         best_scores, best_tokens = total.max(dim=2)  # (N, K)
         allowed = beams.progress.allowed(phrases)  # (N, K, P)
         cons_tokens = allowed.clamp(min=0)
         cons_scores = total.gather(2, cons_tokens).masked_fill(allowed < 0, _NEG_INF)
-        beam_ids = torch.arange(k, device=device)
         cand_parent = torch.cat((top_index.div(vocab, rounding_mode="floor"),
                                  beam_ids.expand(n, k),
                                  beam_ids.repeat_interleave(n_p).expand(n, k * n_p)), dim=1)
@@ -280,65 +263,47 @@ def constrained_beam_search(
         cand_score = _dedupe(cand_score, cand_parent * vocab + cand_token)
         progress = beams.progress.advance(cand_parent, cand_token, phrases)
         cand_met = progress.met(phrases)
+        unmet = phrases.total.unsqueeze(1) - cand_met
         is_eos = cand_token == EOS_ID
         # Finishing: a </s> among the K best continuations (as in beam search; it is allowed
         # only once every phrase is met), or every candidate at the limit.
-        kth = top_scores[:, min(k, top_scores.size(1)) - 1 : min(k, top_scores.size(1))]
-        eos_finish = is_eos & (cand_score >= kth)
+        eos_finish = is_eos & (cand_score >= top_scores[:, k - 1 : k])
         finishing = (eos_finish | at_limit.unsqueeze(1)) & cand_score.isfinite()
-        unmet = phrases.total.unsqueeze(1) - cand_met
-        if bool(finishing.any()):
-            steps = t + 1
-            norm = cand_score / gnmt_penalty(steps, length_penalty)
-            rank_key = (norm - _UNMET_WEIGHT * unmet).masked_fill(~finishing, _NEG_INF)
-            toks = gather_beams(beams.tokens, cand_parent)
-            toks[:, :, t] = cand_token
-            keys = torch.cat((beams.pool_norm, rank_key), dim=1)
-            best = keys.topk(n_best, dim=1).indices
-
-            def pick(old: Tensor, new: Tensor, best: Tensor = best) -> Tensor:
-                return gather_beams(torch.cat((old, new), dim=1), best)
-
-            n_tok = torch.full_like(cand_token, steps) - is_eos.long()
-            beams = dataclasses.replace(
-                beams,
-                pool_norm=keys.gather(1, best),
-                pool_raw=pick(beams.pool_raw, cand_score),
-                pool_report=pick(beams.pool_report, norm),
-                pool_tokens=pick(beams.pool_tokens, toks),
-                pool_len=pick(beams.pool_len, n_tok),
-                pool_ended=pick(beams.pool_ended, is_eos),
-                pool_unmet=pick(beams.pool_unmet, unmet),
-            )
         n_finished = beams.n_finished + (finishing & (unmet == 0)).sum(dim=1)
         live_score = cand_score.masked_fill(is_eos, _NEG_INF)
         chosen = _bank_select(live_score, cand_met, k, n_banks)  # (N, K)
         new_scores = live_score.gather(1, chosen)
+        done = (n_finished >= k) | at_limit | new_scores[:, 0].isneginf()
+        any_finishing, any_done = torch.stack((finishing.any(), done.any())).tolist()  # one sync
+        pool = beams.pool
+        if any_finishing:
+            tokens = gather_beams(beams.tokens, cand_parent)
+            tokens[:, :, t] = cand_token  # a fresh tensor: safe to write
+            norm = cand_score / gnmt_penalty(t + 1, length_penalty)
+            pool = pool.best_with(_Hyps(norm.masked_fill(~finishing, _NEG_INF), cand_score,
+                                        tokens, (t + 1) - is_eos.long(), is_eos, None, unmet))
         parents = cand_parent.gather(1, chosen)
         tokens = gather_beams(beams.tokens, parents)
         tokens[:, :, t] = cand_token.gather(1, chosen)
-        new_progress = _Progress(gather_beams(progress.done, chosen),
-                                 progress.current.gather(1, chosen),
-                                 progress.position.gather(1, chosen))  # fmt: skip
-        done = (n_finished >= k) | at_limit | new_scores[:, 0].isneginf()
-        beams = dataclasses.replace(beams, scores=new_scores, tokens=tokens,
-                                    progress=new_progress, n_finished=n_finished)  # fmt: skip
+        beams = dataclasses.replace(
+            beams, scores=new_scores, tokens=tokens, n_finished=n_finished, pool=pool,
+            progress=_Progress(gather_beams(progress.done, chosen),
+                               progress.current.gather(1, chosen),
+                               progress.position.gather(1, chosen)),
+        )  # fmt: skip
         rows = flat_rows(parents, k)
-        if bool(done.any()):
-            finished_rows = done.nonzero().squeeze(1)
-            target = beams.sentence.index_select(0, finished_rows)
-            for name in out:
-                out[name][target] = getattr(beams, name).index_select(0, finished_rows)
+        if any_done:
+            _store(out, beams.pool, beams.sentence, done)
             keep = (~done).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
-            beams = take_rows(beams, keep)
-            rows = rows.index_select(0, keep)
+            beams, rows = take_rows(beams, keep), rows.index_select(0, keep)
         state = state.select(flatten_beams(rows))
         prev = flatten_beams(beams.tokens[:, :, t])
-    result = collect_hypotheses(out["pool_tokens"], out["pool_len"], out["pool_ended"],
-                                out["pool_raw"], out["pool_report"], None, src_mask)
-    unmet_counts = out["pool_unmet"].tolist()
+    result = collect_hypotheses(out.tokens, out.n_tokens, out.ended, out.raw, out.norm, None,
+                                src_mask)  # fmt: skip
+    assert out.unmet is not None
+    unmet_counts = out.unmet.tolist()
     return SearchResult([
         [dataclasses.replace(h, unmet=unmet_counts[i][j]) for j, h in enumerate(hyps)]
         for i, hyps in enumerate(result.nbest)
