@@ -29,10 +29,13 @@ class Glossary:
     entries: tuple[tuple[str, str], ...]
     lines: tuple[int, ...]
 
-    def matches(self, source: str, normalize: Callable[[str], str] = str) -> list[int]:
-        """Indices of the entries whose source term occurs in ``source``."""
-        text = normalize(source)
-        return [i for i, (src, _) in enumerate(self.entries) if term_in(normalize(src), text)]
+    def matches(self, sources: Sequence[str], normalize: Callable[[str], str] = str
+                ) -> list[list[int]]:  # fmt: skip
+        """Per source, the indices of the entries whose source term occurs in it (terms and
+        sources normalized by ``normalize``; each term once, not once per sentence)."""
+        terms = [normalize(src) for src, _ in self.entries]
+        texts = (normalize(source) for source in sources)
+        return [[i for i, term in enumerate(terms) if term_in(term, text)] for text in texts]
 
 
 def read_glossary(path: str | Path) -> Glossary:
@@ -86,8 +89,7 @@ def term_usage(glossary: Glossary, sources: Sequence[str], hypotheses: Sequence[
     """``(used, occurring)``: of the glossary terms that occur in the sources (each occurrence
     of a pair in a sentence counted once), how many have their target term in the hypothesis."""
     used = occurring = 0
-    for source, hyp in zip(sources, hypotheses, strict=True):
-        for index in glossary.matches(source, normalize):
-            occurring += 1
-            used += term_in(glossary.entries[index][1], hyp)
+    for matched, hyp in zip(glossary.matches(sources, normalize), hypotheses, strict=True):
+        occurring += len(matched)
+        used += sum(term_in(glossary.entries[index][1], hyp) for index in matched)
     return used, occurring

@@ -133,7 +133,7 @@ def decode_token_by_token(
         if steer is None:
             tokens = choose(log_probs)
         else:  # on a copy: the score stays the model's log-probability of the token
-            step = Step(out.tokens.index_select(0, rows)[:, :t], t, rows)
+            step = Step(out.tokens[:, :t].index_select(0, rows), t, rows)
             tokens = choose(steer(step, log_probs.clone()))
         tokens = tokens.masked_fill(ended, PAD_ID)
         token_lp = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(ended, 0.0)

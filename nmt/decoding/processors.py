@@ -98,20 +98,13 @@ class NoRepeatNGram:
         if prefix.size(1) < n:  # (HF counts <s> in its length, and bans from the same step)
             return log_probs
         grams = prefix.unfold(1, n, 1)  # (rows, windows, n)
-        if n == 1:
-            banned = grams[:, :, 0]
-        else:
-            tail = prefix[:, prefix.size(1) - (n - 1):].unsqueeze(1)  # (rows, 1, n-1)
-            seen = (grams[:, :, :-1] == tail).all(dim=2)  # (rows, windows)
-            # Where the window does not match, ban the token itself again as a no-op: the
-            # column gets -inf only where some window matches.
-            banned = torch.where(seen, grams[:, :, -1], -1)
-            if not bool((banned >= 0).any()):
-                return log_probs
-            rows, cols = (banned >= 0).nonzero(as_tuple=True)
-            log_probs[rows, banned[rows, cols]] = _NEG_INF
-            return log_probs
-        return log_probs.scatter_(1, banned, _NEG_INF)
+        tail = prefix[:, prefix.size(1) - (n - 1):].unsqueeze(1)  # (rows, 1, n-1); n=1: empty
+        seen = (grams[:, :, :-1] == tail).all(dim=2)  # (rows, windows): the window's head
+        # Count, per token, the windows it would complete (a token may end several): no host
+        # sync, and n = 1 (an empty head, always seen) bans every token already output.
+        hits = torch.zeros_like(log_probs, dtype=torch.int32)
+        hits.scatter_add_(1, grams[:, :, -1], seen.int())
+        return log_probs.masked_fill_(hits > 0, _NEG_INF)
 
 
 @dataclass(frozen=True)
@@ -187,23 +180,19 @@ class ForcedPrefix:
             len(prefixes), self.width)
 
     def targets(self, step: Step, log_probs: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-        """The rows being forced at this step, their tokens and the model's log-probabilities
-        of them; None when no row is."""
+        """Which rows are forced at this step ``(rows,)`` bool, their tokens ``(rows, 1)`` and
+        the model's log-probabilities of them ``(rows, 1)``; None past every prefix."""
         if step.t >= self.width:
             return None
-        forcing = self.lengths.index_select(0, step.sentence) > step.t  # (rows,)
-        if not bool(forcing.any()):
-            return None
-        rows = forcing.nonzero().squeeze(1)
-        tokens = self.tokens[:, step.t].index_select(0, step.sentence.index_select(0, rows))
-        return rows, tokens, log_probs[rows, tokens]
+        forcing = self.lengths.index_select(0, step.sentence) > step.t
+        tokens = self.tokens[:, step.t].index_select(0, step.sentence).unsqueeze(1)
+        return forcing, tokens, log_probs.gather(1, tokens)
 
     @staticmethod
     def force(log_probs: Tensor, targets: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-        rows, tokens, kept = targets
-        log_probs[rows] = _NEG_INF
-        log_probs[rows, tokens] = kept
-        return log_probs
+        forcing, tokens, kept = targets
+        only = torch.full_like(log_probs, _NEG_INF).scatter_(1, tokens, kept)
+        return torch.where(forcing.unsqueeze(1), only, log_probs)
 
     def __call__(self, step: Step, log_probs: Tensor) -> Tensor:
         targets = self.targets(step, log_probs)

@@ -50,6 +50,7 @@ class Translator:
         # Longer sources are truncated (see nmt.decoding.batches), as validation does.
         self.max_src_tokens = source_token_limit(config.model, config.data.max_len)
         self._max_len_cap = model_kind(config.model).position_limit(config.model)
+        self._glossaries: dict[Glossary, dict[int, list[int]]] = {}  # see _glossary_targets
 
     @property
     def precision(self) -> str:
@@ -237,6 +238,16 @@ class Translator:
     def _constraints(self, glossary: Glossary, sentences: Sequence[str]
                      ) -> list[list[list[int]]]:  # fmt: skip
         """Per sentence, the target ids of the glossary terms its source contains."""
+        targets = self._glossary_targets(glossary)
+        matches = glossary.matches(sentences, self.processor.prepare_src)
+        return [[targets[i] for i in matched if i in targets] for matched in matches]
+
+    def _glossary_targets(self, glossary: Glossary) -> dict[int, list[int]]:
+        """Entry index -> target ids, for the entries the target vocabulary can spell; once per
+        glossary (its warnings too: a prompt translates one line per call)."""
+        cached = self._glossaries.get(glossary)
+        if cached is not None:
+            return cached
         targets: dict[int, list[int]] = {}
         cap = self._max_len_cap
         for i, (_, tgt) in enumerate(glossary.entries):
@@ -250,9 +261,8 @@ class Translator:
                                   f"outputs at most {cap}")
             else:
                 targets[i] = ids
-        prepare = self.processor.prepare_src
-        return [[targets[i] for i in glossary.matches(text, prepare) if i in targets]
-                for text in sentences]
+        self._glossaries[glossary] = targets
+        return targets
 
     def _target_words(self, text: str) -> list[int]:
         """Target ids of a word option (``decode.banned_words``); ``[]``, with a warning, for
