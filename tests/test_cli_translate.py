@@ -275,6 +275,13 @@ def test_glossary_terms_appear_in_the_output(run_dir: Path, tmp_path: Path) -> N
     glossary.write_text("茶 tea\n", encoding="utf-8")
     bad = translate(run_dir, "我喜欢茶。", "--glossary", str(glossary))
     assert bad.exit_code == 3 and f"{glossary}:1: expected" in one_error_line(bad)
+    glossary.write_text("猫\tcat\n茶\t" + "a " * 70 + "\n", encoding="utf-8")
+    long = translate(run_dir, "我喜欢茶。", "--glossary", str(glossary))
+    if run_dir.name == "transformer":  # 70 tokens: more than its 64 positions
+        assert long.exit_code == 2
+        assert f"{glossary}:2: target term of 70 tokens" in one_error_line(long)
+    else:  # the GRU has no position limit: the length limit makes room for the term
+        assert ("a " * 70).strip() in ok_lines(long)[0]
 
 
 def test_evaluate_reports_the_term_usage_rate(run_dir: Path, tmp_path: Path) -> None:
@@ -297,3 +304,20 @@ def test_evaluate_reports_the_term_usage_rate(run_dir: Path, tmp_path: Path) -> 
     assert constrained.exit_code == 0, constrained.output
     usage = json.loads(constrained.stdout)["term_usage"]
     assert usage == {"used": 1, "occurring": 1, "rate": 100.0}  # the random model says "tea"
+    # --no-constrain: the model's own output, scored as --hyp scores it
+    free = CliRunner().invoke(app, [
+        "evaluate", "--model", str(run_dir), "--src", str(tmp_path / "src.txt"), "--ref",
+        str(tmp_path / "hyp.txt"), "--device", "cpu", "--glossary", str(tmp_path / "g.tsv"),
+        "--no-constrain", "--strategy", "beam", "--max-len-b", "8", "--json",
+        "--save-hyp", str(tmp_path / "free.txt")])
+    assert free.exit_code == 0, free.output
+    plain = ok_lines(translate(run_dir, "我喜欢茶。", "你好", "--strategy", "beam",
+                               "--max-len-b", "8"))  # fmt: skip
+    assert (tmp_path / "free.txt").read_text(encoding="utf-8").splitlines() == plain
+    scored = CliRunner().invoke(app, [
+        "evaluate", "--hyp", str(tmp_path / "free.txt"), "--ref", str(tmp_path / "hyp.txt"),
+        "--src", str(tmp_path / "src.txt"), "--glossary", str(tmp_path / "g.tsv"), "--json"])
+    assert scored.exit_code == 0, scored.output
+    used = sum(term in line for term, line in zip(["tea", "Hi"], plain, strict=True))
+    assert json.loads(free.stdout)["term_usage"]["used"] == used
+    assert json.loads(scored.stdout)["term_usage"] == json.loads(free.stdout)["term_usage"]

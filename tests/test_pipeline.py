@@ -102,6 +102,22 @@ def test_a_space_mark_the_source_vocabulary_lacks_is_dropped(make_config: MakeCo
     assert tp2.tokenize_src(text) == ["Tom", ",", "▁", "Mary", "和", "我"]
 
 
+def test_with_source_words_joins_only_terms_the_vocabulary_has(make_config: MakeConfig
+                                                                ) -> None:  # fmt: skip
+    cfg = make_config(src="jieba", tgt="moses")
+    tp = load(cfg)
+    vocab = Vocabulary([*tp.src_vocab.tokens[4:], "汤姆猫"])  # 汤姆猫 known, 量子纠缠 not
+    tp = TextProcessor(cfg.data, tp.src_tokenizer, tp.tgt_tokenizer, vocab, tp.tgt_vocab)
+    assert tp.tokenize_src("汤姆猫喜欢量子纠缠") == ["汤姆", "猫", "喜欢", "量子", "纠缠"]
+    glossary = tp.with_source_words(["汤姆猫", "量子纠缠", "喜欢"])
+    assert glossary.tokenize_src("汤姆猫喜欢量子纠缠") == ["汤姆猫", "喜欢", "量子", "纠缠"]
+    assert glossary.encode_src("汤姆猫喜欢")[0] == vocab.token_to_id("汤姆猫")
+    assert tp.tokenize_src("汤姆猫") == ["汤姆", "猫"]  # the processor itself is unchanged
+    assert tp.with_source_words(["量子纠缠", "喜欢"]) is tp  # nothing to add
+    chars = TextProcessor(cfg.data, CharTokenizer(), tp.tgt_tokenizer, vocab, tp.tgt_vocab)
+    assert chars.with_source_words(["汤姆猫"]) is chars  # a tokenizer without extra words
+
+
 def test_layout_names(tmp_path: Path, make_config: MakeConfig) -> None:
     layout = vocab_layout(tmp_path, make_config(src="sentencepiece", tgt="moses").data)
     assert layout.src_spm == tmp_path / "vocab" / "src.spm.model" and layout.tgt_spm is None

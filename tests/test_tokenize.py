@@ -60,6 +60,20 @@ def test_jieba_user_dict(tmp_path: Path) -> None:
     assert JiebaTokenizer().tokenize("我爱北京天安门")[-1] == "天安门"
 
 
+def test_jieba_with_words_leaves_the_shared_tokenizer_alone(tmp_path: Path) -> None:
+    user_dict = tmp_path / "user.txt"
+    user_dict.write_text("北京天安门 100000 ns\n", encoding="utf-8")
+    plain = JiebaTokenizer(str(user_dict))
+    assert plain.tokenize("汤姆猫在北京天安门") == ["汤姆", "猫", "在", "北京天安门"]
+    glossary = plain.with_words(["汤姆猫", "南京市长"])
+    # the new words are one, the user dictionary still applies, and a suggested frequency
+    # does not override a better cut ("南京市 | 长江大桥", not "南京市长 | 江大桥")
+    assert glossary.tokenize("汤姆猫在北京天安门") == ["汤姆猫", "在", "北京天安门"]
+    assert glossary.tokenize("南京市长江大桥") == ["南京市", "长江大桥"]
+    assert plain.tokenize("汤姆猫") == ["汤姆", "猫"]
+    assert JiebaTokenizer(str(user_dict)).tokenize("汤姆猫") == ["汤姆", "猫"]
+
+
 def test_jieba_missing_user_dict(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="user dictionary not found"):
         JiebaTokenizer(str(tmp_path / "missing.txt"))

@@ -14,6 +14,8 @@ from nmt.evaluate import DEFAULT_BOOTSTRAP, DEFAULT_WIDTH, METRIC_NAMES
 from nmt.fileio import atomic_write_text
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nmt.datautil.glossary import Glossary
     from nmt.evaluate import Comparison, DecodeStats, Scores
 
@@ -136,6 +138,11 @@ def evaluate(
                      "(needs the sources: --model, or --hyp with --src); with --model the "
                      "translation is also constrained to use the terms (beam search)."),
     ] = None,
+    constrain: Annotated[
+        bool,
+        typer.Option(help="With --model and --glossary: constrain the translation to use the "
+                     "terms (the default), or only report how often the model uses them."),
+    ] = True,
     *,
     decode: dict[str, Any],
 ) -> None:
@@ -162,12 +169,13 @@ def evaluate(
     terms = None if glossary is None else read_glossary(glossary)
     stats: DecodeStats | None = None
     sources: list[str] | None = None
+    normalize: Callable[[str], str] = str
     if model is not None:
         if hyp is not None:
             raise ConfigError("give either --hyp FILE or --model RUN_DIR, not both")
-        hyps, refs, stats, lang, baseline, sources = _translate_for_evaluation(
+        hyps, refs, stats, lang, baseline, sources, normalize = _translate_for_evaluation(
             model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang,
-            precision, zh_script, terms,
+            precision, zh_script, terms if constrain else None,
         )
         if save_hyp is not None:
             atomic_write_text(save_hyp, "".join(f"{h}\n" for h in hyps))
@@ -184,8 +192,12 @@ def evaluate(
         hyps, lang, baseline = ev.read_texts(hyp), tgt_lang or "en", str(hyp)
         ev.check_aligned(baseline, len(hyps), refs)
         if src is not None:
+            from nmt.datautil.normalize import Normalizer
+
             sources = ev.read_texts(src)
             ev.check_aligned(str(src), len(sources), {baseline: hyps})
+            # The sources as a run reads them, short of its script conversion (no run here).
+            normalize = Normalizer("zh" if lang == "en" else "en")
     else:
         raise ConfigError("give --hyp FILE --ref FILE, or --model RUN_DIR, to score")
     tok = tokenize or ev.default_tokenize(lang)
@@ -193,7 +205,7 @@ def evaluate(
                     bootstrap)  # fmt: skip
     usage = None
     if terms is not None and sources is not None:
-        used, occurring = term_usage(terms, sources, hyps)
+        used, occurring = term_usage(terms, sources, hyps, normalize)
         rate = 100.0 * used / occurring if occurring else 100.0
         usage = {"used": used, "occurring": occurring, "rate": round(rate, width)}
     if json_output:
@@ -249,11 +261,13 @@ def _translate_for_evaluation(
     precision: str | None = None,
     zh_script: str | None = None,
     glossary: Glossary | None = None,
-) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str, list[str]]:
+) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str, list[str],
+           Callable[[str], str]]:  # fmt: skip
     """``--model`` mode: read the sources and references, translate them timed.
 
     Returns the hypotheses, the references by name, the DecodeStats, the run's target
-    language and a system name.
+    language, a system name, the sources and how the run reads a source (normalized and
+    converted as translation and constraints see it, for the term usage rate).
     """
     from nmt import evaluate as ev
     from nmt import run_eval
@@ -292,4 +306,5 @@ def _translate_for_evaluation(
     )
     if script is not None:
         hyps = [translator.processor.convert_tgt_script(h, script) for h in hyps]
-    return hyps, refs, stats, lang, f"{run_dir} ({name})", list(sources)
+    return (hyps, refs, stats, lang, f"{run_dir} ({name})", list(sources),
+            translator.processor.prepare_src)

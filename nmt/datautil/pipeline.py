@@ -165,6 +165,28 @@ class TextProcessor:
     def _src_knows_space_mark(self) -> bool:
         return SPACE_MARK in self.src_vocab
 
+    def with_source_words(self, terms: Iterable[str]) -> TextProcessor:
+        """A processor whose source tokenizer also cuts each of ``terms`` as one word, for the
+        terms it can: those the source vocabulary has as one token, when the tokenizer takes
+        extra words (jieba). Others keep their segmentation: one token that the vocabulary
+        lacks would read as ``<unk>``, where the pieces carry meaning. Returns ``self`` when
+        nothing changes; this processor itself is never changed.
+        """
+        add = getattr(self.src_tokenizer, "with_words", None)
+        if add is None:
+            return self
+        words = []
+        for term in terms:
+            word = self.prepare_src(term)
+            if word in self.src_vocab and self.tokenize_src(word) != [word]:
+                words.append(word)
+        if not words:
+            return self
+        copy = object.__new__(TextProcessor)
+        copy.__dict__.update(self.__dict__)
+        copy.src_tokenizer = add(words)
+        return copy
+
     def encode_src(self, text: str) -> list[int]:
         """Source ids, without ``<s>``/``</s>`` (models add what they need)."""
         return self.src_vocab.encode(self.tokenize_src(text))

@@ -131,6 +131,11 @@ def _jieba_instance(user_dict: str | None, stamp: tuple[int, int]) -> Any:
 
     ``stamp`` (mtime, size of the user dictionary) makes an edited dictionary load afresh.
     """
+    return _new_jieba(user_dict)
+
+
+def _new_jieba(user_dict: str | None) -> Any:
+    """A jieba tokenizer of the default dictionary and ``user_dict``, owned by the caller."""
     import jieba
 
     jieba.setLogLevel(logging.WARNING)  # otherwise "Building prefix dict..." on every start
@@ -161,7 +166,19 @@ class JiebaTokenizer:
             except OSError:
                 raise DataError(f"{user_dict}: jieba user dictionary not found") from None
             stamp = (st.st_mtime_ns, st.st_size)
+        self._user_dict = user_dict
         self._tok = _jieba_instance(user_dict, stamp)
+
+    def with_words(self, words: Iterable[str]) -> JiebaTokenizer:
+        """A copy that also segments each of ``words`` as one word (a glossary's source
+        terms); this tokenizer, and every other one of the same dictionary, is left as it is
+        (they share one cached jieba instance)."""
+        copy = object.__new__(JiebaTokenizer)
+        copy._user_dict = self._user_dict
+        copy._tok = _new_jieba(self._user_dict)
+        for word in words:
+            copy._tok.add_word(word)  # jieba's suggested frequency: enough to be cut as one
+        return copy
 
     def tokenize(self, text: str) -> list[str]:
         return spaced_chinese_tokens(self._tok.cut(text, HMM=True))

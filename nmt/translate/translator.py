@@ -50,7 +50,7 @@ class Translator:
         # Longer sources are truncated (see nmt.decoding.batches), as validation does.
         self.max_src_tokens = source_token_limit(config.model, config.data.max_len)
         self._max_len_cap = model_kind(config.model).position_limit(config.model)
-        self._glossaries: dict[Glossary, dict[int, list[int]]] = {}  # see _glossary_targets
+        self._glossaries: dict[Glossary, _GlossaryPlan] = {}  # see _glossary_plan
 
     @property
     def precision(self) -> str:
@@ -156,20 +156,21 @@ class Translator:
             raise ConfigError(f"seed: expected an integer, got {seed!r}")
         if prefixes is not None and len(prefixes) != len(sentences):
             raise ConfigError(f"prefixes: {len(prefixes)} given for {len(sentences)} sentences")
-        prepared = [self._prepare(i + 1, text, None if prefixes is None else prefixes[i])
-                    for i, text in enumerate(sentences)]  # fmt: skip
-        need_attention = decode.replace_unk or with_attention
-        forced = [p.prefix_ids for p in prepared] if prefixes is not None else None
-        constraints = None
+        processor, constraints = self.processor, None
         if glossary is not None:
             if decode.strategy != "beam":
                 raise ConfigError("a glossary's constraints need beam search (strategy beam)")
-            constraints = self._constraints(glossary, sentences)
+            plan = self._glossary_plan(glossary)
+            processor, constraints = plan.processor, plan.constraints(sentences)
+        prepared = [self._prepare(i + 1, text, None if prefixes is None else prefixes[i],
+                                  processor) for i, text in enumerate(sentences)]  # fmt: skip
+        need_attention = decode.replace_unk or with_attention
+        forced = [p.prefix_ids for p in prepared] if prefixes is not None else None
         nbests = self.search_ids([p.ids for p in prepared], decode,
                                  self.config.seed if seed is None else seed, need_attention,
                                  progress, prefixes=forced, constraints=constraints)  # fmt: skip
         results = [
-            finish(self.processor, p, nb, decode.replace_unk, with_attention)
+            finish(processor, p, nb, decode.replace_unk, with_attention)
             for p, nb in zip(prepared, nbests, strict=True)
         ]
         for line, (result, nb) in enumerate(zip(results, nbests, strict=True), 1):
@@ -199,21 +200,23 @@ class Translator:
         except ConfigError as e:
             raise ConfigError(f"invalid decoding option: {e}") from None
 
-    def _prepare(self, line_no: int, text: str, prefix: str | None = None) -> PreparedSource:
-        tokens = self.processor.tokenize_src(text)
+    def _prepare(self, line_no: int, text: str, prefix: str | None = None,
+                 processor: TextProcessor | None = None) -> PreparedSource:  # fmt: skip
+        processor = processor or self.processor
+        tokens = processor.tokenize_src(text)
         limit = self.max_src_tokens
         truncated = len(tokens) > limit
         if truncated:
             log.warning("line %d: %d source tokens, more than the model takes (%d); "
                         "truncated to the first %d", line_no, len(tokens), limit, limit)
             tokens = tokens[:limit]
-        prefix_tokens = self.processor.tokenize_tgt(prefix) if prefix else []
+        prefix_tokens = processor.tokenize_tgt(prefix) if prefix else []
         cap = self._max_len_cap  # the prefix and at least </s> must fit the model's positions
         if cap is not None and len(prefix_tokens) >= cap:
             raise ConfigError(f"line {line_no}: the prefix has {len(prefix_tokens)} target "
                               f"tokens; the model outputs at most {cap}")
-        return PreparedSource(text, tokens, self.processor.src_vocab.encode(tokens), truncated,
-                              prefix_tokens, self.processor.tgt_vocab.encode(prefix_tokens))
+        return PreparedSource(text, tokens, processor.src_vocab.encode(tokens), truncated,
+                              prefix_tokens, processor.tgt_vocab.encode(prefix_tokens))
 
     def search_ids(
         self, sources: list[list[int]], decode: DecodeConfig, seed: int,
@@ -235,16 +238,11 @@ class Translator:
             constraints=constraints,
         )
 
-    def _constraints(self, glossary: Glossary, sentences: Sequence[str]
-                     ) -> list[list[list[int]]]:  # fmt: skip
-        """Per sentence, the target ids of the glossary terms its source contains."""
-        targets = self._glossary_targets(glossary)
-        matches = glossary.matches(sentences, self.processor.prepare_src)
-        return [[targets[i] for i in matched if i in targets] for matched in matches]
-
-    def _glossary_targets(self, glossary: Glossary) -> dict[int, list[int]]:
-        """Entry index -> target ids, for the entries the target vocabulary can spell; once per
-        glossary (its warnings too: a prompt translates one line per call)."""
+    def _glossary_plan(self, glossary: Glossary) -> _GlossaryPlan:
+        """What a glossary needs, once per glossary (its warnings too: a prompt translates one
+        line per call): the target ids of the entries the target vocabulary can spell, and a
+        processor that segments the source terms as one word where that helps (see
+        :meth:`~nmt.datautil.pipeline.TextProcessor.with_source_words`)."""
         cached = self._glossaries.get(glossary)
         if cached is not None:
             return cached
@@ -261,8 +259,10 @@ class Translator:
                                   f"outputs at most {cap}")
             else:
                 targets[i] = ids
-        self._glossaries[glossary] = targets
-        return targets
+        processor = self.processor.with_source_words(src for src, _ in glossary.entries)
+        plan = _GlossaryPlan(glossary, targets, processor)
+        self._glossaries[glossary] = plan
+        return plan
 
     def _target_words(self, text: str) -> list[int]:
         """Target ids of a word option (``decode.banned_words``); ``[]``, with a warning, for
@@ -286,3 +286,17 @@ class Translator:
         return plot_attention(src_labels, tgt_labels, translation.attention, path,
                               title=translation.translation)
 
+
+
+@dataclasses.dataclass(frozen=True)
+class _GlossaryPlan:
+    """A glossary prepared for one Translator (see :meth:`Translator._glossary_plan`)."""
+
+    glossary: Glossary
+    targets: dict[int, list[int]]  # entry index -> target ids
+    processor: TextProcessor
+
+    def constraints(self, sentences: Sequence[str]) -> list[list[list[int]]]:
+        """Per sentence, the target ids of the glossary terms its source contains."""
+        matches = self.glossary.matches(sentences, self.processor.prepare_src)
+        return [[self.targets[i] for i in matched if i in self.targets] for matched in matches]
