@@ -98,3 +98,39 @@ def test_a_transformer_meets_its_constraints_and_is_unchanged_without() -> None:
         assert hyps[0].unmet == 0
         assert all(contains(hyps[0].tokens, p) for p in phrases)
     assert [result[i][0].tokens for i in (1, 4)] == [plain[i][0].tokens for i in (1, 4)]
+
+
+def test_attention_is_tracked_per_hypothesis() -> None:
+    from test_beam import LENGTHS
+
+    model = OracleModel({A: LENGTHS})
+    src, mask = batch([A, C, D, B, A], [A, C, D, B])
+    result = constrained_beam_search(model, src, mask, [[[C]], []], beam_size=3, n_best=3,
+                                     need_attention=True)  # fmt: skip
+    for hyps, src_len in zip(result, (5, 4), strict=True):
+        for h in hyps:
+            fed = [2] + h.tokens[:-1]  # <s>, then each output token but the last
+            assert h.attention is not None and h.attention.shape == (len(h.tokens), src_len)
+            assert h.attention.argmax(1).tolist() == [f % src_len for f in fed]
+    assert contains(result[0][0].tokens, [C])
+
+
+def test_a_transformer_keeps_the_attention_of_what_it_output() -> None:
+    from test_search_transformer import model_and_batch
+
+    model, src, mask = model_and_batch(4, seed=3)
+    constraints = [[[5, 6]], [], [[7]], [[9, 10]]]
+    result = constrained_beam_search(model, src, mask, constraints, beam_size=4, n_best=2,
+                                     max_len_a=1.0, max_len_b=3, need_attention=True)  # fmt: skip
+    for i, hyps in enumerate(result):
+        n_src = int(mask[i].sum())
+        for h in hyps:
+            # teacher-forced: the same tokens fed again give the same attention rows
+            state = model.encode(src[i : i + 1], mask[i : i + 1], need_attention=True)
+            rows = []
+            for token in [2, *h.tokens[:-1]] if h.tokens else []:
+                _, state, attn = model.decode_step(torch.tensor([token]), state)
+                rows.append(attn[0, :n_src])
+            assert h.attention is not None
+            if rows:
+                assert torch.allclose(h.attention, torch.stack(rows), atol=1e-5)

@@ -37,7 +37,14 @@ from nmt.decoding.lengths import length_penalty as gnmt_penalty
 from nmt.decoding.lengths import max_lengths
 from nmt.decoding.processors import Steering, Step
 from nmt.decoding.result import SearchResult, collect_hypotheses
-from nmt.decoding.scoring import BOS_ID, EOS_ID, PAD_ID, blocked_ids, step_log_probs
+from nmt.decoding.scoring import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    attention_of,
+    blocked_ids,
+    step_log_probs,
+)
 from nmt.models.interface import Seq2Seq
 
 __all__ = ["constrained_beam_search"]
@@ -165,6 +172,7 @@ class _Beams:
     limits: Tensor  # (N,) max decoder steps
     scores: Tensor  # (N, K) summed log-probabilities of the alive beams; -inf = dead
     tokens: Tensor  # (N, K, max_len) the beams' prefixes
+    attention: Tensor | None  # (N, K, max_len, src_len) with need_attention
     progress: _Progress
     phrases: _Phrases
     n_finished: Tensor  # (N,) finished hypotheses that met every constraint
@@ -184,6 +192,7 @@ def constrained_beam_search(
     max_len_a: float = _DEFAULTS.max_len_a,
     max_len_b: int = _DEFAULTS.max_len_b,
     max_len_cap: int | None = None,
+    need_attention: bool = False,
     use_cache: bool = True,
     steering: Steering | None = None,
 ) -> SearchResult:
@@ -192,7 +201,7 @@ def constrained_beam_search(
     Args:
         constraints: per sentence, its phrases (each a non-empty list of target ids; ``[]`` for
             a sentence without). The length limit is raised to hold the phrases and ``</s>``.
-        Everything else: as :func:`~nmt.decoding.beam.beam_search` (no attention).
+        Everything else: as :func:`~nmt.decoding.beam.beam_search`.
 
     Returns:
         As beam search; ``Hypothesis.unmet`` counts the phrase tokens a hypothesis missed
@@ -216,26 +225,30 @@ def constrained_beam_search(
         limits = limits.clamp(max=max_len_cap)
     max_len, n_p = int(limits.max()), phrases.lengths.size(1)
     n_banks = int(phrases.total.max()) + 1
-    state = model.encode(src, src_mask, need_attention=False, use_cache=use_cache)
+    state = model.encode(src, src_mask, need_attention=need_attention, use_cache=use_cache)
     state = state.expand(k)  # (simpler than beam.py's one-row first step)
     scores = torch.full((n, k), _NEG_INF, device=device)
     scores[:, 0] = 0.0  # only beam 0 is alive at t=0: no duplicate beams
-    empty = _Hyps.empty(n, n_best, max_len, 0, False, device, with_unmet=True)
+    src_len = src.size(1) if need_attention else 0
+    empty = _Hyps.empty(n, n_best, max_len, src_len, need_attention, device, with_unmet=True)
     beams = _Beams(
         torch.arange(n, device=device), limits, scores,
         torch.full((n, k, max_len), PAD_ID, dtype=torch.long, device=device),
+        torch.zeros((n, k, max_len, src_len), device=device) if need_attention else None,
         _Progress(torch.zeros((n, k, n_p), dtype=torch.bool, device=device),
                   torch.full((n, k), -1, dtype=torch.long, device=device),
                   torch.zeros((n, k), dtype=torch.long, device=device)),
         phrases, torch.zeros(n, dtype=torch.long, device=device), empty,
     )  # fmt: skip
-    out = _Hyps.empty(n, n_best, max_len, 0, False, device, with_unmet=True)
+    out = _Hyps.empty(n, n_best, max_len, src_len, need_attention, device, with_unmet=True)
     blocked = blocked_ids(device)
     beam_ids = torch.arange(k, device=device)
     prev = torch.full((n * k,), BOS_ID, dtype=torch.long, device=device)
     for t in range(max_len):
-        logits, state, _ = model.decode_step(prev, state)
+        logits, state, attn = model.decode_step(prev, state)
         phrases, n = beams.phrases, beams.scores.size(0)  # of the live sentences
+        attn = attention_of(attn, need_attention, model)
+        step_attn = None if attn is None else attn.float().view(n, k, -1)  # (N, K, src_len)
         log_probs = step_log_probs(logits, blocked)
         if steer is not None:
             step = Step(flatten_beams(beams.tokens[:, :, :t]), t,
@@ -281,12 +294,15 @@ def constrained_beam_search(
             tokens[:, :, t] = cand_token  # a fresh tensor: safe to write
             norm = cand_score / gnmt_penalty(t + 1, length_penalty)
             pool = pool.best_with(_Hyps(norm.masked_fill(~finishing, _NEG_INF), cand_score,
-                                        tokens, (t + 1) - is_eos.long(), is_eos, None, unmet))
+                                        tokens, (t + 1) - is_eos.long(), is_eos,
+                                        _extended(beams.attention, step_attn, cand_parent, t),
+                                        unmet))  # fmt: skip
         parents = cand_parent.gather(1, chosen)
         tokens = gather_beams(beams.tokens, parents)
         tokens[:, :, t] = cand_token.gather(1, chosen)
         beams = dataclasses.replace(
             beams, scores=new_scores, tokens=tokens, n_finished=n_finished, pool=pool,
+            attention=_extended(beams.attention, step_attn, parents, t),
             progress=_Progress(gather_beams(progress.done, chosen),
                                progress.current.gather(1, chosen),
                                progress.position.gather(1, chosen)),
@@ -300,11 +316,21 @@ def constrained_beam_search(
             beams, rows = take_rows(beams, keep), rows.index_select(0, keep)
         state = state.select(flatten_beams(rows))
         prev = flatten_beams(beams.tokens[:, :, t])
-    result = collect_hypotheses(out.tokens, out.n_tokens, out.ended, out.raw, out.norm, None,
-                                src_mask)  # fmt: skip
+    result = collect_hypotheses(out.tokens, out.n_tokens, out.ended, out.raw, out.norm,
+                                out.attention, src_mask)  # fmt: skip
     assert out.unmet is not None
     unmet_counts = out.unmet.tolist()
     return SearchResult([
         [dataclasses.replace(h, unmet=unmet_counts[i][j]) for j, h in enumerate(hyps)]
         for i, hyps in enumerate(result.nbest)
     ])  # fmt: skip
+
+
+def _extended(attention: Tensor | None, step_attn: Tensor | None, parents: Tensor, t: int
+              ) -> Tensor | None:  # fmt: skip
+    """The attention rows of the ``parents`` ``(N, M)`` with step ``t``'s appended."""
+    if attention is None or step_attn is None:
+        return None
+    rows = gather_beams(attention, parents)  # a fresh tensor: safe to write
+    rows[:, :, t] = gather_beams(step_attn, parents)
+    return rows

@@ -51,11 +51,9 @@ def _greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, cfg: DecodeConfig,
 def _beam(model: Seq2Seq, src: Tensor, src_mask: Tensor, cfg: DecodeConfig,
           inputs: SearchInputs) -> SearchResult:  # fmt: skip
     if inputs.constraints is not None and any(inputs.constraints):
-        common = _common(cfg, inputs)
-        del common["need_attention"]  # (the constrained search keeps no attention)
         return constrained_beam_search(model, src, src_mask, inputs.constraints,
                                        beam_size=cfg.beam_size, n_best=cfg.n_best,
-                                       **common)  # fmt: skip
+                                       **_common(cfg, inputs))  # fmt: skip
     return beam_search(model, src, src_mask, beam_size=cfg.beam_size, n_best=cfg.n_best,
                        **_common(cfg, inputs))  # fmt: skip
 
