@@ -51,7 +51,7 @@ def _root(
 
 
 # Importing a command module registers its command on `app`, in this order in --help.
-from nmt.cli import build_vocab, train, translate, evaluate, average, tune  # noqa: E402, F401, I001
+from nmt.cli import build_vocab, train, translate, evaluate, average, tune, serve  # noqa: E402, F401, I001
 
 
 def main() -> None:
