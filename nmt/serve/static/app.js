@@ -138,7 +138,8 @@ async function showDirection() {
   try {
     const languages = await call("/languages");
     const from = languages.find((lang) => lang.targets.length);
-    if (from) $("direction").textContent = `${from.name} → ${from.targets.join(", ")}`;
+    const name = (code) => (languages.find((lang) => lang.code === code) || {name: code}).name;
+    if (from) $("direction").textContent = `${from.name} → ${name(from.targets[0])}`;
   } catch (error) { /* the page works without it */ }
 }
 
