@@ -78,6 +78,9 @@ def test_auto_reports_the_detected_language(client: TestClient, translator: Tran
                    "detectedLanguage": {"confidence": 100.0, "language": "zh"}}
     listed = post(client, {"q": ZH[:2], "source": "auto", "target": "en"})
     assert listed["detectedLanguage"] == [{"confidence": 100.0, "language": "zh"}] * 2
+    # Nothing to tell the languages apart by: the model's source language, confidence 0.
+    digits = post(client, {"q": "123", "source": "auto", "target": "en"})
+    assert digits["detectedLanguage"] == {"confidence": 0.0, "language": "zh"}
 
 
 def test_a_form_body_and_query_parameters_work_as_json_does(client: TestClient) -> None:

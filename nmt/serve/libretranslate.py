@@ -118,8 +118,12 @@ async def translate_route(request: Request) -> JSONResponse:
     if source_code is None or source_code == "":
         raise ApiError(400, "Invalid request: missing source parameter", "source")
     target = resolve(fields.get("target"), "target")
-    detected = detect("\n".join(texts)) if source_code == "auto" else None
-    source = resolve(detected[0]["language"] if detected else source_code, "source")
+    detected = None
+    if source_code == "auto":
+        detected = detect("\n".join(texts))[0]
+        if not detected["confidence"]:  # no letters at all (digits, punctuation): any source
+            detected = {"confidence": 0.0, "language": service.source_lang}
+    source = resolve(detected["language"] if detected else source_code, "source")
     text_format = fields.get("format") or "text"
     if text_format != "text":
         raise ApiError(400, f"{text_format} format is not supported", "format")
@@ -142,7 +146,7 @@ async def translate_route(request: Request) -> JSONResponse:
     one = not isinstance(q, list)
     out: dict[str, Any] = {"translatedText": translated[0] if one else translated}
     if detected is not None:
-        out["detectedLanguage"] = detected[0] if one else [detected[0]] * len(texts)
+        out["detectedLanguage"] = detected if one else [detected] * len(texts)
     if alternatives:
         out["alternatives"] = alternative_texts[0] if one else alternative_texts
     return JSONResponse(out)
