@@ -122,11 +122,6 @@ class Batcher(Generic[K, T]):
         """Sentences waiting for the decoder (not counting the batch being decoded)."""
         return self._queued
 
-    @property
-    def closing(self) -> bool:
-        """Whether :meth:`close` was called (new work is refused, the queue drains)."""
-        return self._closing
-
     async def start(self) -> None:
         """Start taking work; call from the event loop the requests arrive on."""
         if self._task is None:
