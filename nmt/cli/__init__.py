@@ -1,9 +1,9 @@
 """The `nmt` command line: thin Typer commands over importable library functions.
 
 One command per module (``build_vocab``, ``train``, ``translate``, ``evaluate``, ``average``,
-``tune``); each parses options, loads the config and calls one library function. Data goes to
-stdout, logs and progress to stderr. Every :class:`~nmt.errors.NmtError` becomes one line
-``nmt: error: ...`` and its exit code; nothing else in the package exits.
+``tune``, ``serve``); each parses options, loads the config and calls one library function.
+Data goes to stdout, logs and progress to stderr. Every :class:`~nmt.errors.NmtError` becomes
+one line ``nmt: error: ...`` and its exit code; nothing else in the package exits.
 """
 
 from __future__ import annotations
