@@ -11,12 +11,17 @@ batch 500.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from nmt import perf
 from nmt.config import DecodeConfig
 from nmt.datautil.zh_script import OutputScript
 from nmt.errors import ConfigError, NmtError
@@ -141,9 +146,15 @@ class TranslationService:
     def _decode(self, request: DecodeRequest, sentences: list[str],
                 prefixes: list[str | None] | None) -> list[dict[str, Any]]:  # fmt: skip
         """One batch, in the worker thread: translate, then each sentence as JSON."""
+        options = request.options
+        if request.seed is None:  # seeded samples stay those of `nmt translate --seed`
+            split = concurrent_batch_size(len(sentences), options.batch_size,
+                                          self.translator.device)  # fmt: skip
+            if split != options.batch_size:
+                options = dataclasses.replace(options, batch_size=split)
         results = self.translator.translate(
-            sentences, request.options, prefixes=prefixes, seed=request.seed,
-            return_details=True, with_attention=request.attention)
+            sentences, options, prefixes=prefixes, seed=request.seed, return_details=True,
+            with_attention=request.attention)
         return [self._json(r, request.attention) for r in results]
 
     def _json(self, result: Translation, attention: bool) -> dict[str, Any]:
@@ -163,6 +174,23 @@ class TranslationService:
 
     def _observe_batch(self, sentences: int, seconds: float) -> None:
         self.metrics.observe_batch(sentences, seconds)
+
+
+def concurrent_batch_size(sentences: int, batch_size: int, device: torch.device) -> int:
+    """The ``decode.batch_size`` that decodes a server batch of ``sentences`` fastest.
+
+    On a CPU the Translator decodes its batches concurrently, one per intra-op thread, each on
+    one thread: 1.42x greedy and 1.24x beam over one batch on all threads (nmt.perf,
+    docs/performance.md "Policy: threads"). Offline, a long input makes many batches of
+    ``batch_size``; a server batch (at most ``--max-batch`` sentences, 64) would be one. So it
+    is cut into one batch per thread, as long as each keeps more than
+    :data:`nmt.perf.FEW_SENTENCES` (fewer decode on one thread anyway). Elsewhere (a GPU, the
+    policy off): ``batch_size`` unchanged.
+    """
+    workers = perf.decode_workers(device, n_batches=sentences)  # one per thread, at most
+    if workers < 2 or sentences <= perf.FEW_SENTENCES * workers:
+        return batch_size
+    return min(batch_size, math.ceil(sentences / workers))
 
 
 def _frozen(options: Mapping[str, Any]) -> Hashable | None:
