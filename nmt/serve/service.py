@@ -31,7 +31,7 @@ from nmt.serve.protocol import ApiError
 from nmt.serve.settings import ServeSettings
 from nmt.translate import Translation, Translator
 
-__all__ = ["SERVER_OPTIONS", "DecodeRequest", "TranslationService"]
+__all__ = ["SERVER_OPTIONS", "DecodeRequest", "TranslationService", "concurrent_batch_size"]
 
 log = logging.getLogger(__name__)
 
