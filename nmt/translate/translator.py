@@ -280,11 +280,18 @@ class Translator:
 
         if translation.attention is None:
             raise ValueError("translate(..., with_attention=True) first: this has no attention")
+        src_labels, tgt_labels = self.attention_labels(translation)
+        return plot_attention(src_labels, tgt_labels, translation.attention, path,
+                              title=translation.translation)
+
+    def attention_labels(self, translation: Translation) -> tuple[list[str], list[str]]:
+        """The labels of a translation's attention matrix, as a heatmap shows them: one per
+        source token the model read (columns) and one per target token (rows), word-boundary
+        marks dropped (see :meth:`TextProcessor.src_tokens_for_display`)."""
         n_src = len(translation.src_tokens)
         src_labels = self.processor.src_tokens_for_display(translation.source)[:n_src]
         tgt_labels = [t.replace(SPACE_MARK, "") or SPACE_MARK for t in translation.tokens]
-        return plot_attention(src_labels, tgt_labels, translation.attention, path,
-                              title=translation.translation)
+        return src_labels, tgt_labels
 
 
 

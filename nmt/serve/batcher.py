@@ -1,0 +1,271 @@
+"""Dynamic batching: concurrent requests decoded together, in one worker thread.
+
+Requests wait in one FIFO queue on the event loop; a single thread decodes, so one model is in
+memory and the event loop never blocks on arithmetic. The policy, in order:
+
+- **Never wait for company when idle.** A request that finds the decoder idle, with nothing
+  else queued and no batch just finished, is decoded at once: a lone client pays only the
+  decoding (the latency target: p99 at one client within 2x one ``Translator.translate``).
+- **Batch what accumulated while the decoder was busy.** When a batch ends, the next takes
+  every queued request with the head's decoding options (FIFO, up to ``max_batch``
+  sentences); requests with other options wait for a later batch, in order.
+- **Briefly wait for the clients just answered.** The clients of a batch that just ended come
+  back with their next request within a round trip; starting on the first one back would
+  split them into a small batch and a large one, and keep them split. So after a batch of
+  ``n`` sentences the next batch waits until ``min(n, max_batch)`` sentences are queued, but
+  never past ``max_wait`` after the previous batch ended (5 ms by default).
+- A batch that fails is decoded again one request at a time, so that a request which breaks
+  decoding fails alone; the others in its batch are answered.
+
+Requests with ``alone=True`` (seeded sampling, whose samples depend on the batch) are never
+batched with another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Batcher", "DecodeFn", "QueueFull", "RequestTimeout", "ShuttingDown"]
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+Prefixes = Sequence[str | None] | None
+# decode(key, sentences, prefixes) -> one result per sentence, in order
+DecodeFn = Callable[[K, list[str], list[str | None] | None], Sequence[T]]
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` sentences already; ``retry_after`` seconds is the time
+    the decoder needs, at its recent rate, to get through them."""
+
+    def __init__(self, queued: int, retry_after: int) -> None:
+        super().__init__(f"the server is busy: {queued} sentences are waiting; retry in "
+                         f"{retry_after} s")
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Exception):
+    """The server is draining its queue before it exits and takes no new work."""
+
+
+class RequestTimeout(Exception):
+    """A request was not decoded within its timeout (it is dropped from the queue)."""
+
+
+@dataclass(eq=False)
+class _Job(Generic[K]):
+    key: K
+    sentences: list[str]
+    prefixes: Prefixes
+    alone: bool
+    future: asyncio.Future[list[Any]]
+    taken: bool = False  # out of the queue: decoding, or done
+
+
+@dataclass
+class _Rate:
+    """Sentences per second of recent batches (an exponential moving average)."""
+
+    per_second: float = 0.0
+    weight: float = field(default=0.2, repr=False)
+
+    def update(self, sentences: int, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        rate = sentences / seconds
+        self.per_second = rate if not self.per_second else (
+            (1 - self.weight) * self.per_second + self.weight * rate)
+
+
+class Batcher(Generic[K, T]):
+    """The queue in front of ``decode``; :meth:`start` it on the event loop that submits.
+
+    Args:
+        decode: ``decode(key, sentences, prefixes)`` -> one result per sentence; runs in the
+            worker thread, once per batch of requests with equal keys.
+        max_batch: sentences per batch (a single larger request is decoded alone, whole).
+        max_wait: seconds a batch may wait for company after the previous one (see above).
+        max_queue: sentences that may wait; beyond it :meth:`submit` raises QueueFull.
+        on_batch: called on the event loop with each batch's sentences and decoding seconds.
+    """
+
+    def __init__(self, decode: DecodeFn[K, T], *, max_batch: int, max_wait: float,
+                 max_queue: int, on_batch: Callable[[int, float], None] | None = None,
+                 ) -> None:  # fmt: skip
+        self._decode = decode
+        self._max_batch = max_batch
+        self._max_wait = max_wait
+        self._max_queue = max_queue
+        self._on_batch = on_batch
+        self._jobs: deque[_Job[K]] = deque()
+        self._queued = 0  # sentences in self._jobs
+        self._arrival = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nmt-serve-decode")
+        self._last_size = 0  # sentences of the previous batch
+        self._last_end = -math.inf  # when it ended (time.perf_counter)
+        self._rate = _Rate()
+
+    @property
+    def queued(self) -> int:
+        """Sentences waiting for the decoder (not counting the batch being decoded)."""
+        return self._queued
+
+    async def start(self) -> None:
+        """Start taking work; call from the event loop the requests arrive on."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop taking new work, decode everything queued, then stop the worker thread."""
+        self._closing = True
+        self._arrival.set()
+        if self._task is not None:
+            await self._task
+        self._thread.shutdown(wait=True)
+
+    async def submit(self, key: K, sentences: list[str], prefixes: Prefixes = None, *,
+                     alone: bool = False, timeout: float | None = None) -> list[T]:  # fmt: skip
+        """Queue ``sentences`` and wait for their results (one each, in order).
+
+        Raises:
+            ShuttingDown: the batcher is closing.
+            QueueFull: the queue has no room for ``len(sentences)`` more sentences.
+            RequestTimeout: no result within ``timeout`` seconds.
+            Exception: what ``decode`` raised for this request.
+        """
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        if self._queued + len(sentences) > self._max_queue:
+            raise QueueFull(self._queued, self._retry_after())
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        job = _Job(key, sentences, prefixes, alone, future)
+        self._jobs.append(job)
+        self._queued += len(sentences)
+        self._arrival.set()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"not translated within {timeout:g} s") from None
+        finally:
+            if not job.taken:  # timed out or cancelled while queued: the decoder never sees it
+                self._jobs.remove(job)
+                self._queued -= len(sentences)
+
+    # ------------------------------------------------------------------ the event-loop side
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._jobs:
+                if self._closing:
+                    return
+                self._arrival.clear()
+                await self._arrival.wait()
+                continue
+            await self._wait_for_company()
+            batch = self._take()
+            size = sum(len(job.sentences) for job in batch)
+            started = time.perf_counter()
+            outcomes = await loop.run_in_executor(self._thread, self._decode_batch, batch)
+            self._last_end = time.perf_counter()
+            self._last_size = size
+            self._rate.update(size, self._last_end - started)
+            if self._on_batch is not None:
+                self._on_batch(size, self._last_end - started)
+            for job, outcome in zip(batch, outcomes, strict=True):
+                if job.future.done():  # timed out while it was decoding
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+    async def _wait_for_company(self) -> None:
+        """Wait, at most until ``max_wait`` after the previous batch ended, for as many
+        sentences as it had (the clients it answered are on their way back)."""
+        target = min(self._last_size, self._max_batch)
+        deadline = self._last_end + self._max_wait
+        while self._queued < target and not self._closing:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._arrival.clear()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Job[K]]:
+        """The next batch: the head of the queue and, unless it decodes alone, every later
+        job with its key that fits in ``max_batch`` sentences; the rest keep their order."""
+        head = self._jobs.popleft()
+        batch, size = [head], len(head.sentences)
+        if not head.alone:
+            kept: deque[_Job[K]] = deque()
+            while self._jobs and size < self._max_batch:
+                job = self._jobs.popleft()
+                if job.key == head.key and not job.alone and size + len(job.sentences) <= \
+                        self._max_batch:  # fmt: skip
+                    batch.append(job)
+                    size += len(job.sentences)
+                else:
+                    kept.append(job)
+            kept.extend(self._jobs)
+            self._jobs = kept
+        for job in batch:
+            job.taken = True
+        self._queued -= size
+        return batch
+
+    def _retry_after(self) -> int:
+        """Seconds until the queue has room, at the recent rate (at least 1)."""
+        if self._rate.per_second <= 0:
+            return 1
+        return max(1, min(3600, math.ceil(self._queued / self._rate.per_second)))
+
+    # ------------------------------------------------------------------ the worker thread
+
+    def _decode_batch(self, batch: list[_Job[K]]) -> list[list[T] | BaseException]:
+        try:
+            return self._decode_jobs(batch)
+        except Exception as e:
+            if len(batch) == 1:
+                return [e]
+            log.warning("a batch of %d requests failed (%s: %s); decoding them one at a time",
+                        len(batch), type(e).__name__, e)
+        outcomes: list[list[T] | BaseException] = []
+        for job in batch:
+            try:
+                outcomes.extend(self._decode_jobs([job]))
+            except Exception as e:
+                outcomes.append(e)
+        return outcomes
+
+    def _decode_jobs(self, batch: list[_Job[K]]) -> list[list[T] | BaseException]:
+        sentences = [s for job in batch for s in job.sentences]
+        prefixes: list[str | None] | None = None
+        if any(job.prefixes is not None for job in batch):
+            prefixes = [p for job in batch
+                        for p in (job.prefixes or [None] * len(job.sentences))]  # fmt: skip
+        results = list(self._decode(batch[0].key, sentences, prefixes))
+        if len(results) != len(sentences):
+            raise RuntimeError(f"decode returned {len(results)} results for "
+                               f"{len(sentences)} sentences")
+        outcomes: list[list[T] | BaseException] = []
+        start = 0
+        for job in batch:
+            outcomes.append(results[start:start + len(job.sentences)])
+            start += len(job.sentences)
+        return outcomes

@@ -1,0 +1,257 @@
+"""The batcher's policy with a decode function written here (no model, no HTTP): what
+accumulates while the decoder is busy goes in one batch, only equal options share one, a lone
+request never waits, a failing request fails alone, and the queue's bounds hold."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from nmt.serve.batcher import Batcher, QueueFull, RequestTimeout, ShuttingDown
+
+
+class Decoder:
+    """Upper-cases sentences, records each batch, and can be held until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, list[str], list[str | None] | None]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, key: Any, sentences: list[str],
+                 prefixes: list[str | None] | None) -> list[str]:  # fmt: skip
+        self.calls.append((key, list(sentences), prefixes))
+        self.entered.set()
+        self.gate.wait(10)
+        if any("BOOM" in s for s in sentences):
+            raise RuntimeError("the decoder broke")
+        return [f"{key}:{s.upper()}" + (f"+{p}" if p else "")
+                for s, p in zip(sentences, prefixes or [None] * len(sentences), strict=True)]
+
+    def hold(self) -> None:
+        self.gate.clear()
+        self.entered.clear()
+
+    async def until_decoding(self) -> None:
+        while not self.entered.is_set():
+            await asyncio.sleep(0.001)
+
+
+def run(test: Callable[[Batcher[Any, str], Decoder], Awaitable[None]], **settings: Any) -> None:
+    async def main() -> None:
+        decoder = Decoder()
+        options = {"max_batch": 8, "max_wait": 0.005, "max_queue": 64, **settings}
+        batcher: Batcher[Any, str] = Batcher(decoder, **options)
+        await batcher.start()
+        try:
+            await test(batcher, decoder)
+        finally:
+            decoder.gate.set()
+            await batcher.close()
+
+    asyncio.run(main())
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
+def test_a_lone_request_is_decoded_at_once() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        started = time.perf_counter()
+        assert await batcher.submit("k", ["a", "b"]) == ["k:A", "k:B"]
+        assert time.perf_counter() - started < 0.5  # not max_wait (1 s): nothing to wait for
+        await asyncio.sleep(1.1)  # past max_wait after the last batch: no client coming back
+        started = time.perf_counter()
+        assert await batcher.submit("k", ["c"]) == ["k:C"]
+        assert time.perf_counter() - started < 0.5
+
+    run(test, max_wait=1.0)
+
+
+def test_what_accumulates_while_busy_is_one_batch_and_results_go_back_to_their_requests() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        first = asyncio.ensure_future(batcher.submit("k", ["first"]))
+        await decoder.until_decoding()
+        waiting = [asyncio.ensure_future(batcher.submit("k", [f"s{i}", f"t{i}"]))
+                   for i in range(3)]  # fmt: skip
+        await until(lambda: batcher.queued == 6)
+        decoder.gate.set()
+        assert await first == ["k:FIRST"]
+        assert [await w for w in waiting] == [[f"k:S{i}", f"k:T{i}"] for i in range(3)]
+        assert [call[1] for call in decoder.calls] == [
+            ["first"], ["s0", "t0", "s1", "t1", "s2", "t2"]]
+
+    run(test)
+
+
+def test_only_requests_with_equal_options_share_a_batch_and_order_is_kept() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("a", ["0"]))
+        await decoder.until_decoding()
+        jobs = [asyncio.ensure_future(batcher.submit(key, [text]))
+                for key, text in [("a", "1"), ("b", "2"), ("a", "3"), ("b", "4")]]  # fmt: skip
+        await until(lambda: batcher.queued == 4)
+        decoder.gate.set()
+        await head
+        assert [await j for j in jobs] == [["a:1"], ["b:2"], ["a:3"], ["b:4"]]
+        assert [(key, sentences) for key, sentences, _ in decoder.calls] == [
+            ("a", ["0"]), ("a", ["1", "3"]), ("b", ["2", "4"])]
+
+    run(test)
+
+
+def test_a_batch_holds_at_most_max_batch_sentences() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        jobs = [asyncio.ensure_future(batcher.submit("k", ["a", "b"])) for _ in range(5)]
+        big = asyncio.ensure_future(batcher.submit("k", list("abcdefg")))  # 7 > 4: alone
+        await until(lambda: batcher.queued == 17)
+        decoder.gate.set()
+        await asyncio.gather(head, big, *jobs)
+        sizes = [len(sentences) for _, sentences, _ in decoder.calls]
+        assert sizes == [1, 4, 4, 2, 7]
+
+    run(test, max_batch=4)
+
+
+def test_a_batch_waits_briefly_for_the_clients_it_just_answered() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        first = [asyncio.ensure_future(batcher.submit("k", [f"a{i}"])) for i in range(4)]
+        await until(lambda: batcher.queued == 4)
+        decoder.gate.set()
+        await asyncio.gather(head, *first)
+        # Its four clients come back one by one; the next batch waits (max_wait 2 s) until
+        # the four are queued instead of starting on the first.
+        second = []
+        for i in range(4):
+            second.append(asyncio.ensure_future(batcher.submit("k", [f"b{i}"])))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*second)
+        assert [len(s) for _, s, _ in decoder.calls] == [1, 4, 4]
+
+    run(test, max_wait=2.0)
+
+
+def test_prefixes_travel_with_their_sentences() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        plain = asyncio.ensure_future(batcher.submit("k", ["a"]))
+        prefixed = asyncio.ensure_future(batcher.submit("k", ["b", "c"], [None, "P"]))
+        await until(lambda: batcher.queued == 3)
+        decoder.gate.set()
+        await head
+        assert await plain == ["k:A"]
+        assert await prefixed == ["k:B", "k:C+P"]
+        assert decoder.calls[-1][2] == [None, None, "P"]
+
+    run(test)
+
+
+def test_alone_requests_are_never_batched_with_others() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        jobs = [asyncio.ensure_future(batcher.submit("k", ["a"], alone=True)),
+                asyncio.ensure_future(batcher.submit("k", ["b"])),
+                asyncio.ensure_future(batcher.submit("k", ["c"]))]  # fmt: skip
+        await until(lambda: batcher.queued == 3)
+        decoder.gate.set()
+        await asyncio.gather(head, *jobs)
+        assert [s for _, s, _ in decoder.calls] == [["x"], ["a"], ["b", "c"]]
+
+    run(test)
+
+
+def test_a_request_that_breaks_decoding_fails_alone_and_the_batcher_goes_on() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        good = asyncio.ensure_future(batcher.submit("k", ["good"]))
+        bad = asyncio.ensure_future(batcher.submit("k", ["BOOM"]))
+        other = asyncio.ensure_future(batcher.submit("k", ["fine"]))
+        await until(lambda: batcher.queued == 3)
+        decoder.gate.set()
+        await head
+        assert await good == ["k:GOOD"]
+        with pytest.raises(RuntimeError, match="the decoder broke"):
+            await bad
+        assert await other == ["k:FINE"]
+        # The batch of three failed, then each was decoded alone.
+        assert [s for _, s, _ in decoder.calls][1:] == [
+            ["good", "BOOM", "fine"], ["good"], ["BOOM"], ["fine"]]
+        assert await batcher.submit("k", ["later"]) == ["k:LATER"]
+
+    run(test)
+
+
+def test_a_full_queue_refuses_with_a_retry_time() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        queued = asyncio.ensure_future(batcher.submit("k", ["a", "b", "c"]))
+        await until(lambda: batcher.queued == 3)
+        with pytest.raises(QueueFull) as refused:
+            await batcher.submit("k", ["d", "e"])
+        assert refused.value.retry_after >= 1
+        assert batcher.queued == 3
+        decoder.gate.set()
+        await asyncio.gather(head, queued)
+
+    run(test, max_queue=4)
+
+
+def test_a_timed_out_request_leaves_the_queue() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        with pytest.raises(RequestTimeout, match="0.05 s"):
+            await batcher.submit("k", ["late"], timeout=0.05)
+        assert batcher.queued == 0
+        decoder.gate.set()
+        await head
+        await batcher.submit("k", ["after"])
+        assert ["late"] not in [s for _, s, _ in decoder.calls]
+
+    run(test)
+
+
+def test_close_drains_the_queue_and_then_refuses() -> None:
+    async def main() -> None:
+        decoder = Decoder()
+        batcher: Batcher[Any, str] = Batcher(decoder, max_batch=2, max_wait=0.0, max_queue=64)
+        await batcher.start()
+        decoder.hold()
+        jobs = [asyncio.ensure_future(batcher.submit("k", [f"s{i}"])) for i in range(5)]
+        await decoder.until_decoding()
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0.01)
+        with pytest.raises(ShuttingDown):
+            await batcher.submit("k", ["new"])
+        decoder.gate.set()
+        await closing
+        assert [await j for j in jobs] == [[f"k:S{i}"] for i in range(5)]
+
+    asyncio.run(main())
