@@ -12,10 +12,9 @@ import torch
 
 from nmt import perf
 from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_weights
-from nmt.config import Config, DecodeConfig, decode_with, load_config
+from nmt.config import Config, DecodeConfig, load_config
 from nmt.datautil.glossary import Glossary
 from nmt.datautil.pipeline import TextProcessor
-from nmt.datautil.tokenize import SPACE_MARK
 from nmt.datautil.vocab import UNK_ID
 from nmt.decoding import Hypothesis, build_processors
 from nmt.errors import CheckpointError, ConfigError
@@ -23,10 +22,16 @@ from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
 from nmt.models.registry import model_kind, source_token_limit
 from nmt.runtime import precision_name, select_device
-from nmt.translate.postprocess import PreparedSource, finish
+from nmt.translate.postprocess import (
+    PreparedSource,
+    empty_translation,
+    finish,
+    plot_translation_attention,
+)
 from nmt.translate.precision import prepare_precision
 from nmt.translate.result import Translation
 from nmt.translate.scheduling import decode_batches
+from nmt.translate.sources import call_options, check_call, prepare_source, target_word_ids
 
 __all__ = ["Translator"]
 
@@ -149,13 +154,8 @@ class Translator:
             ConfigError: an option is invalid (the message names it), or ``prefixes`` does not
                 have one entry per sentence.
         """
-        if isinstance(sentences, str):
-            raise TypeError("translate() takes a list of sentences, not one string")
+        check_call(sentences, seed, prefixes)
         decode = self.decode_config(options, **overrides)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError(f"seed: expected an integer, got {seed!r}")
-        if prefixes is not None and len(prefixes) != len(sentences):
-            raise ConfigError(f"prefixes: {len(prefixes)} given for {len(sentences)} sentences")
         processor, constraints = self.processor, None
         if glossary is not None:
             if decode.strategy != "beam":
@@ -170,7 +170,8 @@ class Translator:
                                  self.config.seed if seed is None else seed, need_attention,
                                  progress, prefixes=forced, constraints=constraints)  # fmt: skip
         results = [
-            finish(processor, p, nb, decode.replace_unk, with_attention)
+            finish(processor, p, nb, decode.replace_unk, with_attention) if nb
+            else empty_translation(p, torch.zeros(0, 0) if with_attention else None)
             for p, nb in zip(prepared, nbests, strict=True)
         ]
         for line, (result, nb) in enumerate(zip(results, nbests, strict=True), 1):
@@ -184,39 +185,12 @@ class Translator:
                       **overrides: Any) -> DecodeConfig:  # fmt: skip
         """The decoding options of a call: ``options`` (a DecodeConfig, or ``decode.*`` keys
         over the run's), then the non-None ``overrides``, validated by the config's rules."""
-        base = self.config.decode
-        given: dict[str, Any] = {}
-        if isinstance(options, DecodeConfig):
-            base = options
-        elif isinstance(options, Mapping):
-            given.update(options)
-        elif options is not None:
-            raise TypeError(f"options: expected a DecodeConfig or a mapping of decode.* keys, "
-                            f"got {type(options).__name__} (pass strategy=... by keyword)")
-        given.update(overrides)
-        given = {k: v for k, v in given.items() if v is not None}
-        try:  # the rules of the config's decode section (nmt.config), nowhere else
-            return decode_with(base, given) if given or base is not self.config.decode else base
-        except ConfigError as e:
-            raise ConfigError(f"invalid decoding option: {e}") from None
+        return call_options(self.config.decode, options, overrides)
 
     def _prepare(self, line_no: int, text: str, prefix: str | None = None,
                  processor: TextProcessor | None = None) -> PreparedSource:  # fmt: skip
-        processor = processor or self.processor
-        tokens = processor.tokenize_src(text)
-        limit = self.max_src_tokens
-        truncated = len(tokens) > limit
-        if truncated:
-            log.warning("line %d: %d source tokens, more than the model takes (%d); "
-                        "truncated to the first %d", line_no, len(tokens), limit, limit)
-            tokens = tokens[:limit]
-        prefix_tokens = processor.tokenize_tgt(prefix) if prefix else []
-        cap = self._max_len_cap  # the prefix and at least </s> must fit the model's positions
-        if cap is not None and len(prefix_tokens) >= cap:
-            raise ConfigError(f"line {line_no}: the prefix has {len(prefix_tokens)} target "
-                              f"tokens; the model outputs at most {cap}")
-        return PreparedSource(text, tokens, processor.src_vocab.encode(tokens), truncated,
-                              prefix_tokens, processor.tgt_vocab.encode(prefix_tokens))
+        return prepare_source(processor or self.processor, line_no, text, prefix,
+                              self.max_src_tokens, self._max_len_cap)
 
     def search_ids(
         self, sources: list[list[int]], decode: DecodeConfig, seed: int,
@@ -265,27 +239,11 @@ class Translator:
         return plan
 
     def _target_words(self, text: str) -> list[int]:
-        """Target ids of a word option (``decode.banned_words``); ``[]``, with a warning, for
-        a word the target vocabulary cannot spell (banning ``<unk>`` would ban every unknown
-        word)."""
-        ids = self.processor.encode_tgt(text)
-        if not ids or UNK_ID in ids:
-            log.warning("decode.banned_words: %r is not in the target vocabulary; ignored", text)
-            return []
-        return ids
+        return target_word_ids(self.processor, text)
 
     def plot_attention(self, translation: Translation, path: str | Path) -> Path:
         """Write the attention heatmap of a translation made ``with_attention`` (PNG)."""
-        from nmt.attention_plot import plot_attention
-
-        if translation.attention is None:
-            raise ValueError("translate(..., with_attention=True) first: this has no attention")
-        n_src = len(translation.src_tokens)
-        src_labels = self.processor.src_tokens_for_display(translation.source)[:n_src]
-        tgt_labels = [t.replace(SPACE_MARK, "") or SPACE_MARK for t in translation.tokens]
-        return plot_attention(src_labels, tgt_labels, translation.attention, path,
-                              title=translation.translation)
-
+        return plot_translation_attention(self.processor, translation, path)
 
 
 @dataclasses.dataclass(frozen=True)
