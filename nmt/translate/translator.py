@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 
@@ -32,6 +32,9 @@ from nmt.translate.precision import prepare_precision
 from nmt.translate.result import Translation
 from nmt.translate.scheduling import decode_batches
 from nmt.translate.sources import call_options, check_call, prepare_source, target_word_ids
+
+if TYPE_CHECKING:
+    from nmt.translate.ctranslate2_engine import CTranslate2Translator
 
 __all__ = ["Translator"]
 
@@ -63,11 +66,24 @@ class Translator:
         (autocast) or ``int8`` (int8 matrix products, fp32 elsewhere; CPU)."""
         return "int8" if self._int8 else precision_name(self._dtype)
 
+    # The overloads only tell type checkers what engine selects.
+    @overload
+    @classmethod
+    def load(
+        cls, run_dir: str | Path, device: str = ..., checkpoint: str | Path = ...,
+        precision: str | None = ..., engine: Literal["torch"] = ...,
+    ) -> Translator: ...
+    @overload
+    @classmethod
+    def load(
+        cls, run_dir: str | Path, device: str = ..., checkpoint: str | Path = ...,
+        precision: str | None = ..., *, engine: Literal["ctranslate2"],
+    ) -> CTranslate2Translator: ...
     @classmethod
     def load(
         cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path = "best",
-        precision: str | None = None,
-    ) -> Translator:
+        precision: str | None = None, engine: Literal["torch", "ctranslate2"] = "torch",
+    ) -> Translator | CTranslate2Translator:
         """Load the run in ``run_dir`` (its config.yaml, vocabularies and a checkpoint).
 
         Args:
@@ -78,11 +94,25 @@ class Translator:
             precision: auto, fp32, bf16, fp16 (GPU) or int8 (CPU, see
                 :mod:`nmt.models.int8`) arithmetic for decoding; None: the run's
                 ``train.precision``.
+            engine: ``ctranslate2``: ``run_dir`` is a directory written by ``nmt export --to
+                ctranslate2``, decoded by CTranslate2 with this text processing (a
+                :class:`~nmt.translate.ctranslate2_engine.CTranslate2Translator`; its
+                checkpoint was chosen at export, and ``precision`` is its compute type).
 
         Raises:
             CheckpointError: the run directory, its config, vocabulary or weights are missing,
                 unsafe or do not fit together.
+            ConfigError: an unknown engine, or a checkpoint named for an exported model.
         """
+        if engine == "ctranslate2":
+            if str(checkpoint) != "best":
+                raise ConfigError("checkpoint: an exported model holds the checkpoint chosen "
+                                  "by 'nmt export --checkpoint'; give none")  # fmt: skip
+            from nmt.translate.ctranslate2_engine import CTranslate2Translator
+
+            return CTranslate2Translator.load(run_dir, device=device, precision=precision)
+        if engine != "torch":
+            raise ConfigError(f"engine: expected torch or ctranslate2, got {engine!r}")
         perf.apply()  # as the CLI does, before the first kernel runs
         run = Path(run_dir)
         if not run.is_dir():
