@@ -439,6 +439,19 @@ def test_cli_export_then_translate_stdin(tiny: tuple[Path, Path], tmp_path: Path
 
 
 @needs_ct2
+def test_cli_plots_attention_with_ctranslate2(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plots = tmp_path / "plots"
+    result = CliRunner().invoke(app, ["translate", "--engine", "ctranslate2", "--model",
+                                      str(tiny[1]), "--device", "cpu", "--strategy", "beam",
+                                      "--plot-attention", str(plots), "我喜欢茶。", "",
+                                      "汤姆在哪里？"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in plots.iterdir()) == ["0001.png", "0003.png"]
+    assert (plots / "0001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_ct2
 def test_cli_refusals_are_one_line(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     (tmp_path / "terms.tsv").write_text("茶\ttea\n", encoding="utf-8")
     for args, code in [(["--glossary", str(tmp_path / "terms.tsv")], 2),

@@ -109,6 +109,17 @@ def hypothesis_text(
     return processor.detokenize_tgt(tokens).translate(_NEWLINES)
 
 
+def attention_labels(processor: TextProcessor, translation: Translation
+                     ) -> tuple[list[str], list[str]]:  # fmt: skip
+    """The labels of a translation's attention matrix: one per source token the model read
+    (columns) and one per target token (rows), word-boundary marks dropped (see
+    :meth:`~nmt.datautil.pipeline.TextProcessor.src_tokens_for_display`)."""
+    n_src = len(translation.src_tokens)
+    src_labels = processor.src_tokens_for_display(translation.source)[:n_src]
+    tgt_labels = [t.replace(SPACE_MARK, "") or SPACE_MARK for t in translation.tokens]
+    return src_labels, tgt_labels
+
+
 def plot_translation_attention(processor: TextProcessor, translation: Translation,
                                path: str | Path) -> Path:  # fmt: skip
     """Write the attention heatmap of a translation made ``with_attention`` (PNG)."""
@@ -116,8 +127,6 @@ def plot_translation_attention(processor: TextProcessor, translation: Translatio
 
     if translation.attention is None:
         raise ValueError("translate(..., with_attention=True) first: this has no attention")
-    n_src = len(translation.src_tokens)
-    src_labels = processor.src_tokens_for_display(translation.source)[:n_src]
-    tgt_labels = [t.replace(SPACE_MARK, "") or SPACE_MARK for t in translation.tokens]
+    src_labels, tgt_labels = attention_labels(processor, translation)
     return plot_attention(src_labels, tgt_labels, translation.attention, path,
                           title=translation.translation)
