@@ -96,3 +96,32 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+# --------------------------------------------------------------------------- trained model
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of configs/quickstart.yaml on data/sample trained briefly (about 10 s on one
+    thread), once per session: real translations for the tests that need a trained model."""
+    import torch
+
+    from nmt.config import load_config
+    from nmt.datautil.build import build_vocab
+    from nmt.training.trainer import train
+
+    run = tmp_path_factory.mktemp("trained") / "quickstart"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = load_config(REPO_ROOT / "configs" / "quickstart.yaml", [
+            f"run_dir={run}", f"data.train={SAMPLE_DIR / 'train.tsv'}",
+            f"data.dev={SAMPLE_DIR / 'dev.tsv'}", f"data.test={SAMPLE_DIR / 'test.tsv'}",
+            "train.max_epochs=20", "train.valid_every=80", "train.average_last=0",
+        ])  # fmt: skip
+        build_vocab(cfg)
+        train(cfg)
+    finally:
+        torch.set_num_threads(before)
+    return run

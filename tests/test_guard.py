@@ -11,29 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt.config import load_config
-from nmt.datautil.build import build_vocab
-from nmt.training.trainer import train
 from nmt.translate import Translator
 
-REPO = Path(__file__).resolve().parents[1]
 FRAGMENTS = ["汤姆！", "123", "好", "玛丽", "Tom", "3点半", "。", "北京", "啊啊啊啊啊啊",
              "汤姆汤姆汤姆汤姆", "!!!", "a", "的的的的的的的的的的"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Translator]:
-    run = tmp_path_factory.mktemp("guard") / "quickstart"
+def quickstart(quickstart_run: Path) -> Iterator[Translator]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    cfg = load_config(REPO / "configs" / "quickstart.yaml", [
-        f"run_dir={run}", f"data.train={REPO / 'data/sample/train.tsv'}",
-        f"data.dev={REPO / 'data/sample/dev.tsv'}", f"data.test={REPO / 'data/sample/test.tsv'}",
-        "train.max_epochs=20", "train.valid_every=80", "train.average_last=0",
-    ])  # fmt: skip
-    build_vocab(cfg)
-    train(cfg)
-    yield Translator.load(run, device="cpu", precision="fp32")
+    yield Translator.load(quickstart_run, device="cpu", precision="fp32")
     torch.set_num_threads(before)
 
 

@@ -17,9 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
 # (see test_every_module_has_a_layer), except the entry points in UNRESTRICTED.
 _ABOVE_LEAVES = {"nmt.config", "nmt.datautil", "nmt.models", "nmt.decoding", "nmt.checkpoint",
                  "nmt.training", "nmt.translate", "nmt.evaluate", "nmt.run_eval", "nmt.tuning",
-                 "nmt.serve", "nmt.cli"}
+                 "nmt.serve", "nmt.export", "nmt.cli"}
 # The server sits on the Translator, under the CLI only.
-_INFERENCE = {"nmt.translate", "nmt.evaluate", "nmt.run_eval", "nmt.tuning", "nmt.serve"}
+_INFERENCE = {"nmt.translate", "nmt.evaluate", "nmt.run_eval", "nmt.tuning", "nmt.serve",
+              "nmt.export"}
 FORBIDDEN: dict[str, set[str]] = {
     "nmt.errors": {"*"},
     "nmt.fileio": _ABOVE_LEAVES,
@@ -40,11 +41,17 @@ FORBIDDEN: dict[str, set[str]] = {
                        "nmt.training", "nmt.cli"} | _INFERENCE,
     "nmt.training": {"nmt.cli"} | _INFERENCE,
     "nmt.translate": {"nmt.training", "nmt.cli", "nmt.evaluate", "nmt.run_eval", "nmt.tuning",
-                      "nmt.serve"},
-    "nmt.evaluate": {"nmt.training", "nmt.cli", "nmt.run_eval", "nmt.tuning", "nmt.serve"},
-    "nmt.run_eval": {"nmt.training", "nmt.cli", "nmt.tuning", "nmt.serve"},
-    "nmt.tuning": {"nmt.training", "nmt.cli", "nmt.serve"},
-    "nmt.serve": {"nmt.training", "nmt.cli", "nmt.evaluate", "nmt.run_eval", "nmt.tuning"},
+                      "nmt.serve", "nmt.export"},
+    "nmt.evaluate": {"nmt.training", "nmt.cli", "nmt.run_eval", "nmt.tuning", "nmt.serve",
+                     "nmt.export"},
+    "nmt.run_eval": {"nmt.training", "nmt.cli", "nmt.tuning", "nmt.serve", "nmt.export"},
+    "nmt.tuning": {"nmt.training", "nmt.cli", "nmt.serve", "nmt.export"},
+    "nmt.serve": {"nmt.training", "nmt.cli", "nmt.evaluate", "nmt.run_eval", "nmt.tuning",
+                  "nmt.export"},
+    # Above translate (it loads a run as a Translator does); the CTranslate2 engine that reads
+    # an export is in nmt.translate, so that translating never imports the exporter.
+    "nmt.export": {"nmt.training", "nmt.cli", "nmt.evaluate", "nmt.run_eval", "nmt.tuning",
+                   "nmt.serve"},
 }
 # Entry points: the package's lazy ``Translator`` export, ``python -m nmt``, the commands.
 UNRESTRICTED = {"nmt", "nmt.__main__", "nmt.cli"}

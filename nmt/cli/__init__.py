@@ -1,9 +1,9 @@
 """The `nmt` command line: thin Typer commands over importable library functions.
 
 One command per module (``build_vocab``, ``train``, ``translate``, ``evaluate``, ``average``,
-``tune``, ``serve``); each parses options, loads the config and calls one library function.
-Data goes to stdout, logs and progress to stderr. Every :class:`~nmt.errors.NmtError` becomes
-one line ``nmt: error: ...`` and its exit code; nothing else in the package exits.
+``tune``, ``serve``, ``export``); each parses options, loads the config and calls one library
+function. Data goes to stdout, logs and progress to stderr. Every :class:`~nmt.errors.NmtError`
+becomes one line ``nmt: error: ...`` and its exit code; nothing else in the package exits.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _root(
 
 
 # Importing a command module registers its command on `app`, in this order in --help.
-from nmt.cli import build_vocab, train, translate, evaluate, average, tune, serve  # noqa: E402, F401, I001
+from nmt.cli import build_vocab, train, translate, evaluate, average, tune, serve, export  # noqa: E402, F401, I001
 
 
 def main() -> None:

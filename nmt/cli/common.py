@@ -19,7 +19,7 @@ from nmt.errors import NmtError
 app = typer.Typer(
     name="nmt",
     help="Chinese<->English neural machine translation: build-vocab, train, translate, "
-    "evaluate, average, tune, serve.",
+    "evaluate, average, tune, serve, export.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

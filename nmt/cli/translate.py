@@ -14,6 +14,7 @@ from nmt.cli.decoding import decoding_options
 
 if TYPE_CHECKING:
     from nmt.translate import Translation, Translator
+    from nmt.translate.ctranslate2_engine import CTranslate2Translator
 
 _DECODING = "Decoding (defaults: the run's config.yaml)"
 
@@ -25,7 +26,8 @@ def translate(
     model: Annotated[
         Path,
         typer.Option("--model", "-m", help="Run directory of 'nmt train' (config.yaml, vocab/, "
-                     "checkpoints/)."),
+                     "checkpoints/), or with --engine ctranslate2 the directory of 'nmt export "
+                     "--to ctranslate2'."),
     ],
     text: Annotated[
         list[str] | None,
@@ -56,14 +58,22 @@ def translate(
         typer.Option(help="best (falls back to latest), latest, averaged (see 'nmt average'), "
                      "a checkpoint name in RUN_DIR/checkpoints, or a checkpoint directory."),
     ] = "best",
+    engine: Annotated[
+        str,
+        typer.Option(help="torch: the run's checkpoint in PyTorch; ctranslate2: a model "
+                     "written by 'nmt export --to ctranslate2' (the export extra), with the "
+                     "same text processing. It has no --glossary."),
+    ] = "torch",
     device: Annotated[
-        str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+        str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps "
+                          "(ctranslate2: no mps).")
     ] = "auto",
     precision: Annotated[
         str | None,
         typer.Option(help="auto, fp32, bf16, fp16 (GPU) or int8 (x86 CPU: int8 matrix "
                      "products; faster for Transformers) arithmetic (default: the run's "
-                     "train.precision; auto is bf16 on GPUs and on CPUs with native bf16)."),
+                     "train.precision; auto is bf16 on GPUs and on CPUs with native bf16). "
+                     "With ctranslate2, its compute type (default: the exported weights')."),
     ] = None,
     zh_script: Annotated[
         str | None,
@@ -110,14 +120,18 @@ def translate(
 
     from nmt.errors import ConfigError
     from nmt.fileio import atomic_write_text
-    from nmt.translate import Translator
 
+    if engine not in ("torch", "ctranslate2"):
+        raise ConfigError(f"--engine: expected torch or ctranslate2, got {engine!r}")
     if output_format not in ("text", "jsonl"):
         raise ConfigError(f"--format: expected text or jsonl, got {output_format!r}")
     if input_format not in ("text", "jsonl"):
         raise ConfigError(f"--input-format: expected text or jsonl, got {input_format!r}")
     if errors not in ("strict", "replace"):
         raise ConfigError(f"--errors: expected strict or replace, got {errors!r}")
+    if engine == "ctranslate2" and glossary is not None:
+        raise ConfigError("--glossary: CTranslate2 has no terminology constraints; translate "
+                          "with --engine torch")  # fmt: skip
     if text and input_ is not None:
         raise ConfigError("give sentences as TEXT arguments or with --input, not both")
     interactive = not text and input_ is None and sys.stdin.isatty()
@@ -134,8 +148,7 @@ def translate(
     from nmt.datautil.glossary import read_glossary
 
     terms = None if glossary is None else read_glossary(glossary)
-    translator = Translator.load(model, device=device, checkpoint=checkpoint,
-                                 precision=precision)
+    translator = _load(model, engine, device, checkpoint, precision)
     translator.decode_config(decode)  # bad options fail before any decoding
     in_script = _script_converter(translator, zh_script)
     plotted = 0
@@ -169,7 +182,23 @@ def translate(
         sys.stdout.flush()
 
 
-def _script_converter(translator: Translator, zh_script: str | None
+def _load(model: Path, engine: str, device: str, checkpoint: str, precision: str | None
+          ) -> Translator | CTranslate2Translator:  # fmt: skip
+    """The engine's translator; the CTranslate2 one never imports torch."""
+    if engine == "ctranslate2":
+        from nmt.errors import ConfigError
+        from nmt.translate.ctranslate2_engine import CTranslate2Translator
+
+        if checkpoint != "best":
+            raise ConfigError("--checkpoint: an exported model holds the checkpoint chosen by "
+                              "'nmt export --checkpoint'; give none with --engine ctranslate2")
+        return CTranslate2Translator.load(model, device=device, precision=precision)
+    from nmt.translate import Translator
+
+    return Translator.load(model, device=device, checkpoint=checkpoint, precision=precision)
+
+
+def _script_converter(translator: Translator | CTranslate2Translator, zh_script: str | None
                       ) -> Callable[[Translation], Translation]:
     """What --zh-script does to a translation: its texts (best and n-best) in that script;
     the tokens stay as the model produced them."""

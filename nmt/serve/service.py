@@ -162,7 +162,7 @@ class TranslationService:
         if attention:
             source, target = self.translator.attention_labels(result)
             weights = [] if result.attention is None else [
-                [round(w, 4) for w in row] for row in result.attention.float().tolist()]
+                [round(float(w), 4) for w in row] for row in result.attention.tolist()]
             out["attention"] = {"source_tokens": source, "target_tokens": target,
                                 "weights": weights}  # fmt: skip
         return out

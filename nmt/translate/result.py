@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from torch import Tensor
+if TYPE_CHECKING:  # types only: the CTranslate2 engine returns these without importing torch
+    import numpy as np
+    from numpy.typing import NDArray
+    from torch import Tensor
 
 __all__ = ["NBestEntry", "Translation"]
 
@@ -31,7 +34,8 @@ class Translation:
         nbest: best first; one entry for greedy/sampling (and for an empty input).
         src_tokens: the source tokens the model read (after normalization and truncation).
         tokens: the best hypothesis' target tokens.
-        attention: ``(len(tokens), len(src_tokens))`` float32 when requested, else None.
+        attention: ``(len(tokens), len(src_tokens))`` float32 when requested, else None: a
+            tensor from the torch engine, a numpy array from the CTranslate2 engine.
         truncated: the source was longer than the model takes and was cut.
         unmet_terms: glossary target terms (their tokens) the best hypothesis lacks because the
             length limit came first (0 without a glossary).
@@ -44,7 +48,7 @@ class Translation:
     nbest: list[NBestEntry]
     src_tokens: list[str]
     tokens: list[str]
-    attention: Tensor | None = None
+    attention: Tensor | NDArray[np.float32] | None = None
     truncated: bool = False
     unmet_terms: int = 0
 

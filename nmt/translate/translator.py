@@ -6,16 +6,15 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 
 from nmt import perf
 from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_weights
-from nmt.config import Config, DecodeConfig, decode_with, load_config
+from nmt.config import Config, DecodeConfig, load_config
 from nmt.datautil.glossary import Glossary
 from nmt.datautil.pipeline import TextProcessor
-from nmt.datautil.tokenize import SPACE_MARK
 from nmt.datautil.vocab import UNK_ID
 from nmt.decoding import Hypothesis, build_processors
 from nmt.errors import CheckpointError, ConfigError
@@ -23,10 +22,20 @@ from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
 from nmt.models.registry import model_kind, source_token_limit
 from nmt.runtime import precision_name, select_device
-from nmt.translate.postprocess import PreparedSource, finish
+from nmt.translate.postprocess import (
+    PreparedSource,
+    attention_labels,
+    empty_translation,
+    finish,
+    plot_translation_attention,
+)
 from nmt.translate.precision import prepare_precision
 from nmt.translate.result import Translation
 from nmt.translate.scheduling import decode_batches
+from nmt.translate.sources import call_options, check_call, prepare_source, target_word_ids
+
+if TYPE_CHECKING:
+    from nmt.translate.ctranslate2_engine import CTranslate2Translator
 
 __all__ = ["Translator"]
 
@@ -58,11 +67,24 @@ class Translator:
         (autocast) or ``int8`` (int8 matrix products, fp32 elsewhere; CPU)."""
         return "int8" if self._int8 else precision_name(self._dtype)
 
+    # The overloads only tell type checkers what engine selects.
+    @overload
+    @classmethod
+    def load(
+        cls, run_dir: str | Path, device: str = ..., checkpoint: str | Path = ...,
+        precision: str | None = ..., engine: Literal["torch"] = ...,
+    ) -> Translator: ...
+    @overload
+    @classmethod
+    def load(
+        cls, run_dir: str | Path, device: str = ..., checkpoint: str | Path = ...,
+        precision: str | None = ..., *, engine: Literal["ctranslate2"],
+    ) -> CTranslate2Translator: ...
     @classmethod
     def load(
         cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path = "best",
-        precision: str | None = None,
-    ) -> Translator:
+        precision: str | None = None, engine: Literal["torch", "ctranslate2"] = "torch",
+    ) -> Translator | CTranslate2Translator:
         """Load the run in ``run_dir`` (its config.yaml, vocabularies and a checkpoint).
 
         Args:
@@ -73,11 +95,25 @@ class Translator:
             precision: auto, fp32, bf16, fp16 (GPU) or int8 (CPU, see
                 :mod:`nmt.models.int8`) arithmetic for decoding; None: the run's
                 ``train.precision``.
+            engine: ``ctranslate2``: ``run_dir`` is a directory written by ``nmt export --to
+                ctranslate2``, decoded by CTranslate2 with this text processing (a
+                :class:`~nmt.translate.ctranslate2_engine.CTranslate2Translator`; its
+                checkpoint was chosen at export, and ``precision`` is its compute type).
 
         Raises:
             CheckpointError: the run directory, its config, vocabulary or weights are missing,
                 unsafe or do not fit together.
+            ConfigError: an unknown engine, or a checkpoint named for an exported model.
         """
+        if engine == "ctranslate2":
+            if str(checkpoint) != "best":
+                raise ConfigError("checkpoint: an exported model holds the checkpoint chosen "
+                                  "by 'nmt export --checkpoint'; give none")  # fmt: skip
+            from nmt.translate.ctranslate2_engine import CTranslate2Translator
+
+            return CTranslate2Translator.load(run_dir, device=device, precision=precision)
+        if engine != "torch":
+            raise ConfigError(f"engine: expected torch or ctranslate2, got {engine!r}")
         perf.apply()  # as the CLI does, before the first kernel runs
         run = Path(run_dir)
         if not run.is_dir():
@@ -149,13 +185,8 @@ class Translator:
             ConfigError: an option is invalid (the message names it), or ``prefixes`` does not
                 have one entry per sentence.
         """
-        if isinstance(sentences, str):
-            raise TypeError("translate() takes a list of sentences, not one string")
+        check_call(sentences, seed, prefixes)
         decode = self.decode_config(options, **overrides)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError(f"seed: expected an integer, got {seed!r}")
-        if prefixes is not None and len(prefixes) != len(sentences):
-            raise ConfigError(f"prefixes: {len(prefixes)} given for {len(sentences)} sentences")
         processor, constraints = self.processor, None
         if glossary is not None:
             if decode.strategy != "beam":
@@ -170,7 +201,8 @@ class Translator:
                                  self.config.seed if seed is None else seed, need_attention,
                                  progress, prefixes=forced, constraints=constraints)  # fmt: skip
         results = [
-            finish(processor, p, nb, decode.replace_unk, with_attention)
+            finish(processor, p, nb, decode.replace_unk, with_attention) if nb
+            else empty_translation(p, torch.zeros(0, 0) if with_attention else None)
             for p, nb in zip(prepared, nbests, strict=True)
         ]
         for line, (result, nb) in enumerate(zip(results, nbests, strict=True), 1):
@@ -184,39 +216,12 @@ class Translator:
                       **overrides: Any) -> DecodeConfig:  # fmt: skip
         """The decoding options of a call: ``options`` (a DecodeConfig, or ``decode.*`` keys
         over the run's), then the non-None ``overrides``, validated by the config's rules."""
-        base = self.config.decode
-        given: dict[str, Any] = {}
-        if isinstance(options, DecodeConfig):
-            base = options
-        elif isinstance(options, Mapping):
-            given.update(options)
-        elif options is not None:
-            raise TypeError(f"options: expected a DecodeConfig or a mapping of decode.* keys, "
-                            f"got {type(options).__name__} (pass strategy=... by keyword)")
-        given.update(overrides)
-        given = {k: v for k, v in given.items() if v is not None}
-        try:  # the rules of the config's decode section (nmt.config), nowhere else
-            return decode_with(base, given) if given or base is not self.config.decode else base
-        except ConfigError as e:
-            raise ConfigError(f"invalid decoding option: {e}") from None
+        return call_options(self.config.decode, options, overrides)
 
     def _prepare(self, line_no: int, text: str, prefix: str | None = None,
                  processor: TextProcessor | None = None) -> PreparedSource:  # fmt: skip
-        processor = processor or self.processor
-        tokens = processor.tokenize_src(text)
-        limit = self.max_src_tokens
-        truncated = len(tokens) > limit
-        if truncated:
-            log.warning("line %d: %d source tokens, more than the model takes (%d); "
-                        "truncated to the first %d", line_no, len(tokens), limit, limit)
-            tokens = tokens[:limit]
-        prefix_tokens = processor.tokenize_tgt(prefix) if prefix else []
-        cap = self._max_len_cap  # the prefix and at least </s> must fit the model's positions
-        if cap is not None and len(prefix_tokens) >= cap:
-            raise ConfigError(f"line {line_no}: the prefix has {len(prefix_tokens)} target "
-                              f"tokens; the model outputs at most {cap}")
-        return PreparedSource(text, tokens, processor.src_vocab.encode(tokens), truncated,
-                              prefix_tokens, processor.tgt_vocab.encode(prefix_tokens))
+        return prepare_source(processor or self.processor, line_no, text, prefix,
+                              self.max_src_tokens, self._max_len_cap)
 
     def search_ids(
         self, sources: list[list[int]], decode: DecodeConfig, seed: int,
@@ -265,33 +270,16 @@ class Translator:
         return plan
 
     def _target_words(self, text: str) -> list[int]:
-        """Target ids of a word option (``decode.banned_words``); ``[]``, with a warning, for
-        a word the target vocabulary cannot spell (banning ``<unk>`` would ban every unknown
-        word)."""
-        ids = self.processor.encode_tgt(text)
-        if not ids or UNK_ID in ids:
-            log.warning("decode.banned_words: %r is not in the target vocabulary; ignored", text)
-            return []
-        return ids
+        return target_word_ids(self.processor, text)
 
     def plot_attention(self, translation: Translation, path: str | Path) -> Path:
         """Write the attention heatmap of a translation made ``with_attention`` (PNG)."""
-        from nmt.attention_plot import plot_attention
-
-        if translation.attention is None:
-            raise ValueError("translate(..., with_attention=True) first: this has no attention")
-        src_labels, tgt_labels = self.attention_labels(translation)
-        return plot_attention(src_labels, tgt_labels, translation.attention, path,
-                              title=translation.translation)
+        return plot_translation_attention(self.processor, translation, path)
 
     def attention_labels(self, translation: Translation) -> tuple[list[str], list[str]]:
-        """The labels of a translation's attention matrix, as a heatmap shows them: one per
-        source token the model read (columns) and one per target token (rows), word-boundary
-        marks dropped (see :meth:`TextProcessor.src_tokens_for_display`)."""
-        n_src = len(translation.src_tokens)
-        src_labels = self.processor.src_tokens_for_display(translation.source)[:n_src]
-        tgt_labels = [t.replace(SPACE_MARK, "") or SPACE_MARK for t in translation.tokens]
-        return src_labels, tgt_labels
+        """The labels of a translation's attention matrix, as a heatmap shows them (see
+        :func:`~nmt.translate.postprocess.attention_labels`)."""
+        return attention_labels(self.processor, translation)
 
 
 
