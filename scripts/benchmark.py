@@ -25,6 +25,16 @@ What is measured, per model:
 - ``nmt translate``: process start to output for one sentence (median of several), and the
   whole process on the test set with beam 5 (wall time and peak RSS); it runs with
   ``OMP_NUM_THREADS`` set to ``--threads``, which torch's default thread count follows.
+- ``nmt serve`` (section ``serve``): the server on loopback, greedy, with 1, 8 and 64
+  concurrent clients each sending one sentence per request (``scripts/serve_load.py``):
+  sentences/s and p50/p99 latency, next to the offline Translator of the same model measured
+  in the same job just before (batch-64 greedy throughput from text, and the latency of a
+  one-sentence ``translate`` call);
+- CTranslate2 (section ``ctranslate2``, Transformers only): the run exported with ``nmt export``
+  (float32 and int8), greedy and beam 5 at batch 64 from text, next to nmt's own engine
+  (fp32, and int8 where it runs) with the share of lines identical to nmt's fp32; and
+  ``nmt translate --engine ctranslate2`` on the test set, beam 5, as a whole process (wall
+  time and peak RSS), next to the torch engine's row.
 
 Threads: every job uses ``--threads`` (default: one per physical core). When other processes
 keep the cores busy, more than one thread makes every parallel region wait for a descheduled
@@ -63,7 +73,7 @@ if str(REPO) not in sys.path:  # a fresh clone works without installing the pack
     sys.path.insert(0, str(REPO))
 
 DEFAULT_CONFIGS = ["configs/cmn_zh_en_transformer.yaml", "configs/cmn_zh_en_gru.yaml"]
-SECTIONS = ("train", "decode", "startup", "translate")
+SECTIONS = ("train", "decode", "startup", "translate", "serve", "ctranslate2")
 
 
 @dataclass(frozen=True)
@@ -84,10 +94,14 @@ class Sizes:
     translate_sentences: int  # 0 = the whole test set
     translate_repeats: int
     tiny_model: bool  # shrink the recipes' models
+    serve_requests: int = 2000  # per client count (a tenth, at least 50, for one client)
+    serve_sentences: int = 0  # sentences the clients cycle through; 0 = the whole test set
+    single_calls: int = 100  # one-sentence Translator calls, for the latency reference
 
 
 FULL = Sizes(2048, 5, 0, 5, 5, 8, 0, 0, 200, 3, 5, 0, 3, False)
-QUICK = Sizes(256, 3, 2000, 1, 2, 2, 1024, 32, 8, 1, 1, 32, 1, True)
+QUICK = Sizes(256, 3, 2000, 1, 2, 2, 1024, 32, 8, 1, 1, 32, 1, True,
+              serve_requests=64, serve_sentences=32, single_calls=8)
 
 
 # =========================================================================== jobs (subprocesses)
@@ -291,8 +305,143 @@ def job_decode(spec: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def _test_lines(spec: dict[str, Any], key: str = "sentences") -> list[str]:
+    lines = [x for x in Path(spec["test_src"]).read_text(encoding="utf-8").splitlines()
+             if x.strip()]  # fmt: skip
+    n = spec.get(key) or 0
+    return lines[::max(1, len(lines) // n)][:n] if n and n < len(lines) else lines
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
+    """``nmt serve`` under 1, 8 and 64 concurrent one-sentence clients, and the offline
+    Translator of the same model just before: batch-64 greedy throughput and the latency of a
+    one-sentence call (both from text, as the server decodes)."""
+    import gc
+    import signal
+    import urllib.request
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import serve_load
+
+    from nmt.translate import Translator
+
+    _set_threads(spec["threads"])
+    lines = _test_lines(spec)
+    greedy = {"strategy": "greedy", **(spec.get("max_len") or {})}
+    translator = Translator.load(spec["run_dir"], device=spec["device"])
+    translator.translate(lines[:64], greedy, batch_size=64)  # warm-up
+    times: list[float] = []
+    for _ in range(spec["repeats"]):
+        with _timed(translator.device, times):
+            translator.translate(lines, greedy, batch_size=64)
+    offline = len(lines) / statistics.median(times)
+    singles: list[float] = []
+    for sentence in (lines * 2)[: spec["single_calls"]]:
+        with _timed(translator.device, singles):
+            translator.translate([sentence], greedy)
+    precision = translator.precision
+    del translator
+    gc.collect()
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "nmt", "serve", "--model", spec["run_dir"], "--port", str(port),
+           "--device", spec["device"]]
+    for key, value in greedy.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+    with open(spec["log"], "wb") as log:
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=2):
+                        break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"nmt serve did not start; see {spec['log']}") from None
+                    time.sleep(0.2)
+            rows = []
+            for clients in (1, 8, 64):
+                requests = spec["requests"] if clients > 1 else max(50, spec["requests"] // 10)
+                requests = max(requests, 2 * clients)
+                # the length limits are the server's (set on its command line above)
+                row = serve_load.measure(url, lines, clients, requests,
+                                         options={"strategy": "greedy"},
+                                         warmup=min(2 * clients, 128), time_limit=300)
+                rows.append(row)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return {"sentences": len(lines), "precision": precision, "offline_b64_sent_per_s": offline,
+            "single_call_ms": {"p50": 1000 * statistics.median(singles),
+                               "p99": 1000 * _percentile(singles, 0.99)},
+            "rows": rows, "server_exit": server.returncode}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def job_ctranslate2(spec: dict[str, Any]) -> dict[str, Any]:
+    """The run exported to CTranslate2 (float32 and int8) against nmt's own engine: greedy and
+    beam 5 at batch 64, from text; the exports stay in ``spec["work"]`` for the process rows."""
+    os.environ["OMP_NUM_THREADS"] = str(spec["threads"])  # before CTranslate2 starts its pool
+    from nmt.config import load_config
+    from nmt.export.ctranslate2 import export_ctranslate2
+    from nmt.translate import Translator
+    from nmt.translate.ctranslate2_engine import CTranslate2Translator
+
+    _set_threads(spec["threads"])
+    run = Path(spec["run_dir"])
+    cfg = load_config(run / "config.yaml")
+    exports = {}
+    for label, quantization in (("fp32", None), ("int8", "int8")):
+        out = Path(spec["work"]) / f"ct2-{label}"
+        export_ctranslate2(run, cfg, out, quantization=quantization, force=True)
+        exports[label] = str(out)
+    engines: dict[str, Any] = {"nmt fp32": Translator.load(run, spec["device"], precision="fp32")}
+    if spec.get("int8"):
+        engines["nmt int8"] = Translator.load(run, spec["device"], precision="int8")
+    for label, path in exports.items():
+        engines[f"ctranslate2 {label}"] = CTranslate2Translator.load(path, device=spec["device"])
+    lines = _test_lines(spec)
+    rows: list[dict[str, Any]] = []
+    for strategy in ("greedy", "beam"):
+        options = {"strategy": strategy, "beam_size": 5, "n_best": 1, "batch_size": 64,
+                   **(spec.get("max_len") or {})}
+        reference: list[str] = []
+        for name, engine in engines.items():
+            engine.translate(lines[:64], options)  # warm-up
+            times: list[float] = []
+            outputs: list[str] = []
+            for _ in range(spec["repeats"]):
+                start = time.perf_counter()
+                outputs = engine.translate(lines, options)
+                times.append(time.perf_counter() - start)
+            reference = reference or outputs
+            same = sum(a == b for a, b in zip(reference, outputs, strict=True))
+            rows.append({"engine": name, "strategy": strategy, "sentences": len(lines),
+                         "sent_per_s": len(lines) / statistics.median(times),
+                         "same_as_nmt_fp32": same / len(lines)})
+    return {"rows": rows, "exports": exports}
+
+
 JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "train": job_train, "decode": job_decode,
+    "train": job_train, "decode": job_decode, "serve": job_serve, "ctranslate2": job_ctranslate2,
 }
 
 
@@ -537,7 +686,60 @@ def measure_model(model: Model, args: argparse.Namespace, sizes: Sizes, logs: Pa
             walls = [w for w, _ in runs]
             out[key] = {"sentences": n, "seconds": statistics.median(walls),
                         "all": walls, "peak_rss_mib": max(r for _, r in runs)}
+    if "serve" not in skip:
+        missing = _missing_extra("starlette", "uvicorn", "prometheus_client")
+        if missing:
+            out["serve_skipped"] = f"no {missing}: pip install 'nmt[serve]'"
+        else:
+            _say(f"{model.name}: nmt serve, 1/8/64 clients")
+            spec = {**common, "label": model.name, "test_src": str(model.test_src),
+                    "max_len": model.max_len, "sentences": sizes.serve_sentences,
+                    "requests": sizes.serve_requests, "single_calls": sizes.single_calls,
+                    "repeats": sizes.decode_repeats, "log": str(logs / f"serve-{model.name}.log")}
+            out["serve"] = run_job("serve", spec, logs)[0]
+    if "ctranslate2" not in skip:
+        from nmt.config import load_config
+
+        missing = _missing_extra("ctranslate2")
+        if load_config(model.run_dir / "config.yaml").model.type != "transformer":
+            pass  # CTranslate2 has no attention GRU
+        elif missing:
+            out["ctranslate2_skipped"] = "no ctranslate2: pip install 'nmt[export]'"
+        else:
+            _say(f"{model.name}: CTranslate2 export and decoding")
+            spec = {**common, "label": model.name, "test_src": str(model.test_src),
+                    "max_len": model.max_len, "sentences": sizes.decode_sentences,
+                    "repeats": sizes.decode_repeats, "int8": _int8_here(args),
+                    "work": str(logs.parent / "work" / f"ct2-{model.name}")}
+            result = run_job("ctranslate2", spec, logs)[0]
+            out["ctranslate2"] = result
+            src = model.test_src
+            n = len(src.read_text(encoding="utf-8").splitlines())
+            for label, path in result["exports"].items():
+                runs = []
+                for i in range(sizes.translate_repeats):
+                    cmd = [*translate_cmd(model, "--input", str(src), "--output",
+                                          str(logs / f"ct2-{label}-{model.name}.hyp"),
+                                          "--strategy", "beam", "--beam-size", "5",
+                                          "--engine", "ctranslate2")]
+                    cmd[cmd.index(str(model.run_dir))] = path  # -m EXPORT_DIR
+                    wall, rss, code = _run_measured(
+                        cmd, logs / f"ct2-{label}-{model.name}-{i}.log", args.threads)
+                    if code != 0:
+                        raise RuntimeError(f"nmt translate --engine ctranslate2 failed; see {logs}")
+                    runs.append((wall, rss))
+                walls = [w for w, _ in runs]
+                out[f"translate_ct2_{label}"] = {
+                    "sentences": n, "seconds": statistics.median(walls), "all": walls,
+                    "peak_rss_mib": max(r for _, r in runs)}
     return out
+
+
+def _missing_extra(*modules: str) -> str:
+    """The first of ``modules`` that cannot be imported (``""``: all can)."""
+    import importlib.util
+
+    return next((m for m in modules if importlib.util.find_spec(m) is None), "")
 
 
 def _int8_here(args: argparse.Namespace) -> bool:
@@ -627,6 +829,10 @@ def markdown(results: dict[str, Any]) -> str:
             rows = [(name, "translate", st, _grid_rss(m_))]
             if "translate_int8" in m_:
                 rows.append((f"{name}, `--precision int8`", "translate_int8", "-", "-"))
+            for label in ("fp32", "int8"):
+                if f"translate_ct2_{label}" in m_:
+                    rows.append((f"{name}, `--engine ctranslate2` ({label} export)",
+                                 f"translate_ct2_{label}", "-", "-"))
             for label, key, startup, grid in rows:
                 tr = m_.get(key)
                 whole = f"{tr['seconds']:.2f} s" if tr else "-"
@@ -634,7 +840,38 @@ def markdown(results: dict[str, Any]) -> str:
                 n = tr["sentences"] if tr else "-"
                 lines.append(f"| {label} | {startup} | {whole} | {n} | {rss} | {grid} |")
         lines.append("")
+    served = [(n, m_["serve"]) for n, m_ in models.items() if "serve" in m_]
+    if served:
+        lines += ["| model | `nmt serve`, greedy | sent/s | vs offline batch-64 | p50 | p99 "
+                  "| errors |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for name, sv in served:
+            offline = sv["offline_b64_sent_per_s"]
+            single = sv["single_call_ms"]
+            lines.append(f"| {name} | offline `Translator`, batch 64 | {offline:,.1f} | 100% "
+                         f"| - | - | - |")
+            lines.append(f"| {name} | offline `Translator`, one sentence a call | "
+                         f"{1000 / single['p50']:,.1f} | - | {single['p50']:.1f} ms "
+                         f"| {single['p99']:.1f} ms | - |")
+            for r in sv["rows"]:
+                lines.append(
+                    f"| {name} | {r['clients']} client(s), 1 sentence/request "
+                    f"| {r['sentences_per_s']:,.1f} | {100 * r['sentences_per_s'] / offline:.0f}% "
+                    f"| {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['errors']} |")
+        lines.append("")
+    ct2 = [(n, m_["ctranslate2"]) for n, m_ in models.items() if "ctranslate2" in m_]
+    if ct2:
+        lines += ["| model | engine | strategy | sent/s | lines = nmt fp32 | sentences |",
+                  "| --- | --- | --- | ---: | ---: | ---: |"]
+        for name, c in ct2:
+            for r in c["rows"]:
+                strategy = {"beam": "beam 5"}.get(r["strategy"], r["strategy"])
+                lines.append(f"| {name} | {r['engine']} | {strategy} | {r['sent_per_s']:,.1f} "
+                             f"| {100 * r['same_as_nmt_fp32']:.1f}% | {r['sentences']} |")
+        lines.append("")
     for name, m_ in models.items():
+        for key in ("serve_skipped", "ctranslate2_skipped"):
+            if key in m_:
+                lines.append(f"{name}: {key.split('_')[0]} skipped ({m_[key]}).")
         if not m_["trained"]:
             a = m_["decode_max_len"].get("max_len_a")
             lines.append(f"{name}: untrained weights; decoding held to the references' mean "

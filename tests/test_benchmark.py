@@ -73,7 +73,21 @@ def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
         quantized = {(r["strategy"], r["batch"]) for r in rows if r["precision"] == "int8"}
         assert quantized == ({("greedy", 64), ("beam", 64)} if int8_available() else set())
         assert ("translate_int8" in m) == int8_available()
+        serve = m["serve"]  # the server answered every request, from each client count
+        assert [r["clients"] for r in serve["rows"]] == [1, 8, 64]
+        assert all(r["errors"] == 0 and r["sentences_per_s"] > 0 for r in serve["rows"])
+        assert serve["offline_b64_sent_per_s"] > 0 and serve["server_exit"] == 0
+        if name == "tiny_transformer":  # exported and decoded by CTranslate2 too
+            engines = {r["engine"] for r in m["ctranslate2"]["rows"]}
+            assert {"nmt fp32", "ctranslate2 fp32", "ctranslate2 int8"} <= engines
+            greedy = [r for r in m["ctranslate2"]["rows"]
+                      if r["engine"] == "ctranslate2 fp32" and r["strategy"] == "greedy"]
+            assert greedy and greedy[0]["same_as_nmt_fp32"] >= 0.9
+            assert m["translate_ct2_int8"]["seconds"] > 0
+        else:
+            assert "ctranslate2" not in m  # CTranslate2 has no attention GRU
     table = (out / "benchmark.md").read_text(encoding="utf-8")
+    assert "`nmt serve`, greedy" in table and "`--engine ctranslate2` (int8 export)" in table
     assert "| tiny_gru | fp32 |" in table and "MFU" in table
     assert ("`--precision int8`" in table) == int8_available()
 

@@ -368,6 +368,7 @@ class FakeTranslator:
 
     def __init__(self, precision: str | None = None) -> None:
         self.precision = precision or "fp32"
+        self.processor = types.SimpleNamespace(prepare_src=str)  # how sources are read
 
     @classmethod
     def load(
