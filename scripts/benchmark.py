@@ -773,7 +773,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    m, peak = results["machine"], results["peak"]
+    m, peak = results["machine"], results.get("peak")
     lines = [
         f"Machine: {m['cpu']}, {m['physical_cores']} cores, torch {m['torch']} "
         f"({m['cpu_capability']}), {m['threads']} threads"
@@ -781,12 +781,15 @@ def markdown(results: dict[str, Any]) -> str:
         + (f"; load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}"
            if "loadavg_end" in m else "") + f"; mode: {results['mode']}.",
         "",
-        f"Peak matmul ({peak['n']}x{peak['n']} torch.mm, "
-        f"best of {results['sizes']['peak_repeats']}): "
-        f"fp32 {peak['fp32']['best_gflops']:.0f} GFLOP/s, "
-        f"bf16 {peak['bf16']['best_gflops']:.0f} GFLOP/s.",
-        "",
     ]
+    if peak is not None:
+        lines += [
+            f"Peak matmul ({peak['n']}x{peak['n']} torch.mm, "
+            f"best of {results['sizes']['peak_repeats']}): "
+            f"fp32 {peak['fp32']['best_gflops']:.0f} GFLOP/s, "
+            f"bf16 {peak['bf16']['best_gflops']:.0f} GFLOP/s.",
+            "",
+        ]
     models = results["models"]
     train_rows = [(n, r) for n, m_ in models.items() for r in m_.get("train", [])]
     if train_rows:
@@ -949,8 +952,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full",
                                "sizes": sizes.__dict__, "machine": machine_info(args),
                                "models": {}, "skipped": []}
-    _say(f"peak matmul ({sizes.peak_n}^3, {args.threads} threads)")
-    results["peak"] = measure_peak(args.device, args.threads, sizes.peak_n, sizes.peak_repeats)
+    if "train" not in skip:  # the peak is what training's MFU is measured against
+        _say(f"peak matmul ({sizes.peak_n}^3, {args.threads} threads)")
+        results["peak"] = measure_peak(args.device, args.threads, sizes.peak_n,
+                                       sizes.peak_repeats)
     prepared: list[Model] = []
     for config in configs:
         m = prepare_config_model(Path(config), work, sizes)

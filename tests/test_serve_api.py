@@ -28,9 +28,7 @@ from serve_support import build_run, live_server  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from nmt.errors import ConfigError  # noqa: E402
-from nmt.perf import torch_threads  # noqa: E402
 from nmt.serve.app import create_app  # noqa: E402
-from nmt.serve.service import concurrent_batch_size  # noqa: E402
 from nmt.serve.settings import ServeSettings  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
 
@@ -177,21 +175,6 @@ def test_a_seed_reproduces_samples(client: TestClient, translator: Translator) -
     expected = translator.translate(SENTENCES, {"strategy": "sample", "temperature": 1.5},
                                     seed=7, return_details=True)  # fmt: skip
     assert first["translations"] == [r.to_dict() for r in expected]
-
-
-def test_a_server_batch_is_cut_into_one_batch_per_thread(client: TestClient,
-                                                         translator: Translator) -> None:
-    cpu = torch.device("cpu")
-    with torch_threads(2):
-        assert concurrent_batch_size(64, 64, cpu) == 32
-        assert concurrent_batch_size(9, 64, cpu) == 5
-        assert concurrent_batch_size(64, 16, cpu) == 16  # never above the option's
-        assert concurrent_batch_size(8, 64, cpu) == 64  # 4 each: one thread anyway
-        assert concurrent_batch_size(64, 64, torch.device("cuda")) == 64
-        sentences = [f"我有{i}只猫。" for i in range(12)]
-        got = client.post("/v1/translate", json={"sentences": sentences}).json()
-    assert concurrent_batch_size(64, 64, cpu) == 64  # one thread: one batch
-    assert got["translations"] == close_scores(offline(translator, sentences))
 
 
 def test_no_sentences_no_translations(client: TestClient) -> None:

@@ -230,7 +230,8 @@ class CTranslate2Translator:
         compute_type = _compute_type(precision, kind, ct2)
         try:
             engine = ct2.Translator(str(model), device=kind, device_index=index,
-                                    compute_type=compute_type)  # fmt: skip
+                                    compute_type=compute_type,
+                                    intra_threads=_cpu_threads())  # fmt: skip
         except (RuntimeError, ValueError) as e:
             raise CheckpointError(f"{model}: CTranslate2 cannot load it: {_first_line(e)}"
                                   ) from None  # fmt: skip
@@ -436,6 +437,20 @@ def _device(device: str, ct2: ModuleType) -> tuple[str, int]:
     if kind == "cuda" and index.isdigit():
         return kind, int(index)
     raise ConfigError(f"device: CTranslate2 runs on auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def _cpu_threads() -> int:
+    """CTranslate2's threads, as nmt's engine picks its own: ``OMP_NUM_THREADS`` when set, else
+    one per physical core. CTranslate2's default (4) oversubscribes a 2-core CPU: greedy
+    decoding of the zh->en recipe's test set ran at 383 sentences/s with 4 threads, 840 with 2
+    (beam 5: 195 and 293), measured side by side in one process."""
+    import os
+
+    from nmt import perf
+
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else (
+        perf.physical_cores())
 
 
 def _compute_type(precision: str | None, device: str, ct2: ModuleType) -> str:
