@@ -83,6 +83,8 @@ def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
             greedy = [r for r in m["ctranslate2"]["rows"]
                       if r["engine"] == "ctranslate2 fp32" and r["strategy"] == "greedy"]
             assert greedy and greedy[0]["same_as_nmt_fp32"] >= 0.9
+            assert not any(r["torch_loaded"] for r in m["ctranslate2"]["rows"]
+                           if r["engine"].startswith("ctranslate2"))  # fmt: skip
             assert m["translate_ct2_int8"]["seconds"] > 0
         else:
             assert "ctranslate2" not in m  # CTranslate2 has no attention GRU
