@@ -416,7 +416,10 @@ def job_engines(spec: dict[str, Any]) -> dict[str, Any]:
     """Greedy and beam 5 at batch 64, from text, with either nmt's engine (``spec["engine"]``
     ``nmt``: fp32, and int8 where it runs) or the CTranslate2 exports (``ctranslate2``). One
     engine kind per process: torch's OpenMP threads, idle but spinning, slow CTranslate2 down
-    (greedy 229 vs 756 sentences/s beside a loaded torch), and CTranslate2 needs no torch."""
+    (greedy 229 vs 756 sentences/s beside a loaded torch), and CTranslate2 needs no torch.
+    The caller passes one export per process: a second loaded ``ctranslate2.Translator`` (its
+    own thread pool) slowed the first one's greedy decoding from 660-781 to 274-287
+    sentences/s on this 2-core CPU."""
     os.environ["OMP_NUM_THREADS"] = str(spec["threads"])  # before either starts its pool
     engines: dict[str, Any] = {}
     if spec["engine"] == "nmt":
@@ -725,9 +728,11 @@ def measure_model(model: Model, args: argparse.Namespace, sizes: Sizes, logs: Pa
             spec = {**common, "test_src": str(model.test_src), "max_len": model.max_len,
                     "sentences": sizes.decode_sentences, "repeats": sizes.decode_repeats,
                     "int8": _int8_here(args), "exports": exports}
-            rows = []
-            for engine in ("nmt", "ctranslate2"):
-                spec_e = {**spec, "engine": engine, "label": f"{model.name}-{engine}"}
+            rows = run_job("engines", {**spec, "engine": "nmt", "label": f"{model.name}-nmt"},
+                           logs)[0]["rows"]  # fmt: skip
+            for label, path in exports.items():  # one CTranslate2 model per process (below)
+                spec_e = {**spec, "engine": "ctranslate2", "exports": {label: path},
+                          "label": f"{model.name}-ct2-{label}"}
                 rows += run_job("engines", spec_e, logs)[0]["rows"]
             for row in rows:  # agreement with nmt's fp32 engine, line by line
                 ref = next(r for r in rows if r["engine"] == "nmt fp32"
