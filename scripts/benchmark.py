@@ -313,11 +313,6 @@ def _test_lines(spec: dict[str, Any], key: str = "sentences") -> list[str]:
     return lines[::max(1, len(lines) // n)][:n] if n and n < len(lines) else lines
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
     """``nmt serve`` under 1, 8 and 64 concurrent one-sentence clients, and the offline
     Translator of the same model just before: batch-64 greedy throughput and the latency of a
@@ -349,7 +344,7 @@ def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
     del translator
     gc.collect()
 
-    port = _free_port()
+    port = serve_load.free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "nmt", "serve", "--model", spec["run_dir"], "--port", str(port),
            "--device", spec["device"]]
@@ -385,16 +380,8 @@ def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
                 server.kill()
     return {"sentences": len(lines), "precision": precision, "offline_b64_sent_per_s": offline,
             "single_call_ms": {"p50": 1000 * statistics.median(singles),
-                               "p99": 1000 * _percentile(singles, 0.99)},
+                               "p99": serve_load.percentile_ms(sorted(singles), 99)},
             "rows": rows, "server_exit": server.returncode}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def job_export_ctranslate2(spec: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import asyncio
 import ipaddress
 import json
 import math
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -117,8 +118,8 @@ async def _run(host: str, port: int, headers: str, bodies: list[bytes], clients:
         "sentences_per_s": round((answered - errors[0]) / seconds, 2) if seconds else 0.0,
         "requests_per_s": round(answered / seconds, 2) if seconds else 0.0,
         "mean_ms": round(1000 * sum(ordered) / answered, 2) if answered else None,
-        "p50_ms": _percentile(ordered, 50), "p90_ms": _percentile(ordered, 90),
-        "p99_ms": _percentile(ordered, 99),
+        "p50_ms": percentile_ms(ordered, 50), "p90_ms": percentile_ms(ordered, 90),
+        "p99_ms": percentile_ms(ordered, 99),
     }  # fmt: skip
 
 
@@ -153,12 +154,19 @@ def _close(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None)
     return None
 
 
-def _percentile(ordered: list[float], percent: float) -> float | None:
-    """The nearest-rank percentile, in milliseconds."""
+def percentile_ms(ordered: list[float], percent: float) -> float | None:
+    """The nearest-rank percentile of sorted seconds, in milliseconds."""
     if not ordered:
         return None
     rank = max(1, math.ceil(percent / 100 * len(ordered)))
     return round(1000 * ordered[rank - 1], 2)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _loopback_target(url: str) -> tuple[str, int, str]:

@@ -5,7 +5,6 @@ Importing this needs the serve extra: a test module importing it is skipped with
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,16 +16,14 @@ pytest.importorskip("uvicorn", reason="nmt serve's tests need the serve extra: "
                     "pip install 'nmt[serve]'")
 
 import uvicorn  # noqa: E402
+from conftest import load_script  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from test_translate import build_run  # noqa: E402
 
 __all__ = ["build_run", "free_port", "live_server"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = load_script("serve_load").free_port  # the benchmark's load generator has it
 
 
 @contextmanager

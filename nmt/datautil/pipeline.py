@@ -7,6 +7,7 @@ takes raw text: normalization is idempotent, so already-normalized text is uncha
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -182,10 +183,9 @@ class TextProcessor:
                 words.append(word)
         if not words:
             return self
-        copy = object.__new__(TextProcessor)
-        copy.__dict__.update(self.__dict__)
-        copy.src_tokenizer = add(words)
-        return copy
+        glossary_processor = copy.copy(self)  # shares vocabularies, normalizers, target side
+        glossary_processor.src_tokenizer = add(words)
+        return glossary_processor
 
     def encode_src(self, text: str) -> list[int]:
         """Source ids, without ``<s>``/``</s>`` (models add what they need)."""

@@ -17,6 +17,7 @@ to ``token<TAB>count`` files) and has a detokenizer that returns plain text:
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import logging
@@ -173,12 +174,11 @@ class JiebaTokenizer:
         """A copy that also segments each of ``words`` as one word (a glossary's source
         terms); this tokenizer, and every other one of the same dictionary, is left as it is
         (they share one cached jieba instance)."""
-        copy = object.__new__(JiebaTokenizer)
-        copy._user_dict = self._user_dict
-        copy._tok = _new_jieba(self._user_dict)
+        extended = copy.copy(self)
+        extended._tok = _new_jieba(self._user_dict)
         for word in words:
-            copy._tok.add_word(word)  # jieba's suggested frequency: enough to be cut as one
-        return copy
+            extended._tok.add_word(word)  # jieba's suggested frequency: enough to be cut as one
+        return extended
 
     def tokenize(self, text: str) -> list[str]:
         return spaced_chinese_tokens(self._tok.cut(text, HMM=True))

@@ -104,16 +104,22 @@ def languages(service: TranslationService) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- routes
 
 
-async def translate_route(request: Request) -> JSONResponse:
-    service: TranslationService = request.app.state.service
-    fields = await _fields(request, service)
-    check_body_key(request, fields.get("api_key"))
-    q = fields.get("q")
+def _texts(q: Any) -> list[str]:
+    """LibreTranslate's ``q``: a string or a list of strings, as a list."""
     if not q:
         raise ApiError(400, "Invalid request: missing q parameter", "q")
     texts = q if isinstance(q, list) else [q]
     if not all(isinstance(t, str) for t in texts):
         raise ApiError(400, "Invalid request: q must be a string or a list of strings", "q")
+    return texts
+
+
+async def translate_route(request: Request) -> JSONResponse:
+    service: TranslationService = request.app.state.service
+    fields = await _fields(request, service)
+    check_body_key(request, fields.get("api_key"))
+    q = fields.get("q")
+    texts = _texts(q)
     source_code = fields.get("source")
     if source_code is None or source_code == "":
         raise ApiError(400, "Invalid request: missing source parameter", "source")
@@ -160,12 +166,7 @@ async def detect_route(request: Request) -> JSONResponse:
     service: TranslationService = request.app.state.service
     fields = await _fields(request, service)
     check_body_key(request, fields.get("api_key"))
-    q = fields.get("q")
-    if not q:
-        raise ApiError(400, "Invalid request: missing q parameter", "q")
-    texts = q if isinstance(q, list) else [q]
-    if not all(isinstance(t, str) for t in texts):
-        raise ApiError(400, "Invalid request: q must be a string or a list of strings", "q")
+    texts = _texts(fields.get("q"))
     return JSONResponse(detect("\n".join(texts)))
 
 
