@@ -137,6 +137,21 @@ def test_decoding_threads_and_workers() -> None:
         assert perf.decode_threads(CPU, 100, 1) == 0  # one big batch: the process's setting
 
 
+def test_serve_decoders_share_the_threads() -> None:
+    with perf.torch_threads(2):
+        assert perf.serve_decoders(CPU, 0) == (2, 1)  # one decoder per thread, one thread each
+        assert perf.serve_decoders(CPU, 1) == (1, 0)  # one decoder: the process's setting
+        assert perf.serve_decoders(torch.device("meta"), 0) == (1, 0)
+    with perf.torch_threads(4):
+        assert perf.serve_decoders(CPU, 2) == (2, 2)
+
+
+def test_policy_off_serves_on_the_process_threads(policy_off: None) -> None:
+    with perf.torch_threads(2):
+        assert perf.serve_decoders(CPU, 0) == (1, 0)
+        assert perf.serve_decoders(CPU, 2) == (2, 0)
+
+
 def test_policy_off_decodes_one_batch_on_the_process_threads(policy_off: None) -> None:
     with perf.torch_threads(2):
         assert perf.decode_workers(CPU, 5) == 1

@@ -387,7 +387,7 @@ def test_the_page_is_served_and_loads_nothing_from_elsewhere(client: TestClient)
 def test_many_clients_at_once_each_get_their_own_translations(translator: Translator) -> None:
     sentences = [f"{i}号房间在哪里？" if i % 2 else f"我有{i}只猫。" for i in range(32)]
     expected = offline(translator, sentences)  # one batch offline; the server batches its own
-    with live_server(create_app(translator, ServeSettings(max_batch=8))) as url:
+    with live_server(create_app(translator, ServeSettings(max_batch=8, workers=2))) as url:
         async def one(client: httpx.AsyncClient, sentence: str) -> dict[str, Any]:
             response = await client.post("/v1/translate", json={"sentences": [sentence]})
             assert response.status_code == 200, response.text

@@ -149,6 +149,58 @@ def test_a_batch_waits_briefly_for_the_clients_it_just_answered() -> None:
     run(test, max_wait=2.0)
 
 
+def test_the_wait_counts_what_was_queued_when_the_batch_ended() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        head = asyncio.ensure_future(batcher.submit("k", ["x"]))
+        await decoder.until_decoding()
+        queued = [asyncio.ensure_future(batcher.submit("k", [f"a{i}"])) for i in range(3)]
+        await until(lambda: batcher.queued == 3)
+        decoder.gate.set()
+        await head
+        # Three waited through the batch of one; its client comes back, and the next batch
+        # takes the four (waiting for one, the batch's size, would have left it out).
+        back = asyncio.ensure_future(batcher.submit("k", ["y"]))
+        await asyncio.gather(back, *queued)
+        assert [s for _, s, _ in decoder.calls] == [["x"], ["a0", "a1", "a2", "y"]]
+
+    run(test, max_wait=2.0)
+
+
+def test_two_decoders_decode_two_batches_at_once() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        decoder.hold()
+        first = asyncio.ensure_future(batcher.submit("k", ["a"]))
+        await decoder.until_decoding()
+        second = asyncio.ensure_future(batcher.submit("k", ["b"]))
+        await until(lambda: len(decoder.calls) == 2)  # both inside decode, the gate shut
+        assert batcher.queued == 0
+        third = asyncio.ensure_future(batcher.submit("k", ["c"]))
+        await until(lambda: batcher.queued == 1)  # no third decoder
+        decoder.gate.set()
+        assert await asyncio.gather(first, second, third) == [["k:A"], ["k:B"], ["k:C"]]
+
+    run(test, workers=2)
+
+
+def test_free_decoders_share_the_queue() -> None:
+    async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
+        # Queued in one go, before either decoder wakes: each takes its half.
+        decoder.hold()
+        jobs = [asyncio.ensure_future(batcher.submit("k", [f"s{i}"])) for i in range(6)]
+        await until(lambda: len(decoder.calls) == 2)
+        decoder.gate.set()
+        assert [await j for j in jobs] == [[f"k:S{i}"] for i in range(6)]
+        assert sorted(s for _, s, _ in decoder.calls) == [["s0", "s1", "s2"], ["s3", "s4", "s5"]]
+
+    run(test, workers=2)
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(Decoder(), max_batch=1, max_wait=0.0, max_queue=1, workers=0)
+
+
 def test_prefixes_travel_with_their_sentences() -> None:
     async def test(batcher: Batcher[Any, str], decoder: Decoder) -> None:
         decoder.hold()

@@ -44,6 +44,8 @@ def test_a_bad_setting_is_one_line(tmp_path: Path) -> None:
     code, line = one_error_line(["serve", "--model", str(tmp_path), "--max-sentences", "9",
                                  "--max-queue", "8"])
     assert "--max-queue: must be >= --max-sentences (9)" in line
+    code, line = one_error_line(["serve", "--model", str(tmp_path), "--workers", "-1"])
+    assert (code, line) == (2, "nmt: error: --workers: must be >= 0 (0 = one per core on a CPU)")
 
 
 def test_a_taken_port_is_one_line_before_the_model_loads(tmp_path: Path) -> None:

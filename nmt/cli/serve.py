@@ -54,6 +54,10 @@ def serve(
         int, typer.Option(help="Sentences decoded together in one batch.",
                           rich_help_panel=_LIMITS)
     ] = _DEFAULT.max_batch,
+    workers: Annotated[
+        int, typer.Option(help="Batches decoded at once, each on its own thread (0: one per "
+                          "core on a CPU, one on a GPU).", rich_help_panel=_LIMITS)
+    ] = _DEFAULT.workers,
     max_wait_ms: Annotated[
         float, typer.Option(help="After a batch, wait at most this long for its clients' next "
                             "requests (never when the decoder is idle).",
@@ -95,7 +99,7 @@ def serve(
     settings = ServeSettings(
         host=host, port=port, api_key=api_key, max_body_bytes=max_body_bytes,
         max_sentences=max_sentences, max_chars=max_chars, max_batch=max_batch,
-        max_wait_ms=max_wait_ms, max_queue=max_queue, timeout=timeout,
+        workers=workers, max_wait_ms=max_wait_ms, max_queue=max_queue, timeout=timeout,
         max_beam_size=max_beam_size)
     run_server(model, settings, device=device, checkpoint=checkpoint, precision=precision,
                defaults=decode)

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from nmt import perf
 from nmt.serve import libretranslate, native
 from nmt.serve.auth import ApiKeyMiddleware
 from nmt.serve.metrics import CONTENT_TYPE, MetricsMiddleware
@@ -77,14 +78,15 @@ def create_app(translator: Translator, settings: ServeSettings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.batcher.start()
-        try:
-            yield
-        finally:
-            queued = service.batcher.queued
-            if queued:
-                log.info("draining: %d queued sentences", queued)
-            await service.batcher.close()
+        with perf.torch_threads(service.threads):  # restored when the app stops
+            await service.batcher.start()
+            try:
+                yield
+            finally:
+                queued = service.batcher.queued
+                if queued:
+                    log.info("draining: %d queued sentences", queued)
+                await service.batcher.close()
 
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={ApiError: _api_error, HTTPException: _http_error,

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests decoded together, in one worker thread.
 
-Requests wait in one FIFO queue on the event loop; a single thread decodes, so one model is in
-memory and the event loop never blocks on arithmetic. The policy, in order:
+Requests wait in one FIFO queue on the event loop; decoding runs on worker threads (one by
+default), so one model is in memory and the event loop never blocks on arithmetic. The policy,
+in order:
 
 - **Never wait for company when idle.** A request that finds the decoder idle, with nothing
   else queued and no batch just finished, is decoded at once: a lone client pays only the
@@ -12,8 +13,19 @@ memory and the event loop never blocks on arithmetic. The policy, in order:
 - **Briefly wait for the clients just answered.** The clients of a batch that just ended come
   back with their next request within a round trip; starting on the first one back would
   split them into a small batch and a large one, and keep them split. So after a batch of
-  ``n`` sentences the next batch waits until ``min(n, max_batch)`` sentences are queued, but
-  never past ``max_wait`` after the previous batch ended (5 ms by default).
+  ``n`` sentences, with ``q`` queued when it ends, that decoder's next batch waits until
+  ``min(q + n, max_batch)`` sentences are queued, but never past ``max_wait`` after the
+  previous batch ended (5 ms by default). (Waiting for ``n`` alone would never let a batch
+  grow past the last one, with several decoders: the rest of the clients would wait in the
+  queue for the next decoder to come free.)
+- **Several decoders, each its own batch.** With ``workers`` > 1 (on a CPU, one per core, each
+  on one intra-op thread) a decoder that is free takes the next batch while another still
+  decodes, and takes at most its share of the queue (``queued / free decoders``), so that the
+  clients spread over the decoders instead of all landing in one batch. A batch of unsorted
+  lengths spends its last steps on a few long sentences, which keep one core barely busy;
+  the other decoder's batch fills the machine meanwhile (random 32-48 sentence chunks of the
+  cmn-eng test set, zh->en recipe, 2 cores: 270-336 sentences/s on two decoders of one
+  thread against 159-216 on one decoder of two threads, side by side in one process).
 - A batch that fails is decoded again one request at a time, so that a request which breaks
   decoding fails alone; the others in its batch are answered.
 
@@ -73,6 +85,14 @@ class _Job(Generic[K]):
 
 
 @dataclass
+class _Lane:
+    """One decoder: what it decoded last, for the wait after it."""
+
+    expected: int = 0  # sentences to wait for: its last batch's, and those queued meanwhile
+    last_end: float = -math.inf  # when its last batch ended (time.perf_counter)
+
+
+@dataclass
 class _Rate:
     """Sentences per second of recent batches (an exponential moving average)."""
 
@@ -97,11 +117,15 @@ class Batcher(Generic[K, T]):
         max_wait: seconds a batch may wait for company after the previous one (see above).
         max_queue: sentences that may wait; beyond it :meth:`submit` raises QueueFull.
         on_batch: called on the event loop with each batch's sentences and decoding seconds.
+        workers: batches decoded at once, each on a thread of its own (see above); ``decode``
+            must then be safe to call from several threads.
     """
 
     def __init__(self, decode: DecodeFn[K, T], *, max_batch: int, max_wait: float,
                  max_queue: int, on_batch: Callable[[int, float], None] | None = None,
-                 ) -> None:  # fmt: skip
+                 workers: int = 1) -> None:  # fmt: skip
+        if workers < 1:
+            raise ValueError(f"workers: expected at least 1, got {workers}")
         self._decode = decode
         self._max_batch = max_batch
         self._max_wait = max_wait
@@ -111,11 +135,11 @@ class Batcher(Generic[K, T]):
         self._queued = 0  # sentences in self._jobs
         self._arrival = asyncio.Event()
         self._closing = False
-        self._task: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nmt-serve-decode")
-        self._last_size = 0  # sentences of the previous batch
-        self._last_end = -math.inf  # when it ended (time.perf_counter)
-        self._rate = _Rate()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers = workers
+        self._free = workers  # decoders not decoding
+        self._threads = ThreadPoolExecutor(workers, thread_name_prefix="nmt-serve-decode")
+        self._rate = _Rate()  # of one decoder
 
     @property
     def queued(self) -> int:
@@ -124,16 +148,17 @@ class Batcher(Generic[K, T]):
 
     async def start(self) -> None:
         """Start taking work; call from the event loop the requests arrive on."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._run(_Lane())) for _ in range(self._workers)]
 
     async def close(self) -> None:
         """Stop taking new work, decode everything queued, then stop the worker thread."""
         self._closing = True
         self._arrival.set()
-        if self._task is not None:
-            await self._task
-        self._thread.shutdown(wait=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+        self._threads.shutdown(wait=True)
 
     async def submit(self, key: K, sentences: list[str], prefixes: Prefixes = None, *,
                      alone: bool = False, timeout: float | None = None) -> list[T]:  # fmt: skip
@@ -165,7 +190,8 @@ class Batcher(Generic[K, T]):
 
     # ------------------------------------------------------------------ the event-loop side
 
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
+        """One decoder's loop (``workers`` of them share the queue)."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._jobs:
@@ -174,16 +200,22 @@ class Batcher(Generic[K, T]):
                 self._arrival.clear()
                 await self._arrival.wait()
                 continue
-            await self._wait_for_company()
-            batch = self._take()
+            await self._wait_for_company(lane)
+            if not self._jobs:  # another decoder took them meanwhile
+                continue
+            batch = self._take(math.ceil(self._queued / self._free))
             size = sum(len(job.sentences) for job in batch)
+            self._free -= 1
             started = time.perf_counter()
-            outcomes = await loop.run_in_executor(self._thread, self._decode_batch, batch)
-            self._last_end = time.perf_counter()
-            self._last_size = size
-            self._rate.update(size, self._last_end - started)
+            try:
+                outcomes = await loop.run_in_executor(self._threads, self._decode_batch, batch)
+            finally:
+                self._free += 1
+            lane.last_end = time.perf_counter()
+            lane.expected = self._queued + size
+            self._rate.update(size, lane.last_end - started)
             if self._on_batch is not None:
-                self._on_batch(size, self._last_end - started)
+                self._on_batch(size, lane.last_end - started)
             for job, outcome in zip(batch, outcomes, strict=True):
                 if job.future.done():  # timed out while it was decoding
                     continue
@@ -192,11 +224,12 @@ class Batcher(Generic[K, T]):
                 else:
                     job.future.set_result(outcome)
 
-    async def _wait_for_company(self) -> None:
-        """Wait, at most until ``max_wait`` after the previous batch ended, for as many
-        sentences as it had (the clients it answered are on their way back)."""
-        target = min(self._last_size, self._max_batch)
-        deadline = self._last_end + self._max_wait
+    async def _wait_for_company(self, lane: _Lane) -> None:
+        """Wait, at most until ``max_wait`` after this decoder's previous batch ended, for the
+        sentences queued then and as many as it had (the clients it answered are on their way
+        back), or ``max_batch``."""
+        target = min(lane.expected, self._max_batch)
+        deadline = lane.last_end + self._max_wait
         while self._queued < target and not self._closing:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
@@ -207,17 +240,19 @@ class Batcher(Generic[K, T]):
             except TimeoutError:
                 return
 
-    def _take(self) -> list[_Job[K]]:
+    def _take(self, share: int) -> list[_Job[K]]:
         """The next batch: the head of the queue and, unless it decodes alone, every later
-        job with its key that fits in ``max_batch`` sentences; the rest keep their order."""
+        job with its key that fits in ``min(share, max_batch)`` sentences; the rest keep their
+        order."""
+        limit = min(share, self._max_batch)
         head = self._jobs.popleft()
         batch, size = [head], len(head.sentences)
         if not head.alone:
             kept: deque[_Job[K]] = deque()
-            while self._jobs and size < self._max_batch:
+            while self._jobs and size < limit:
                 job = self._jobs.popleft()
                 if job.key == head.key and not job.alone and size + len(job.sentences) <= \
-                        self._max_batch:  # fmt: skip
+                        limit:  # fmt: skip
                     batch.append(job)
                     size += len(job.sentences)
                 else:
@@ -233,7 +268,8 @@ class Batcher(Generic[K, T]):
         """Seconds until the queue has room, at the recent rate (at least 1)."""
         if self._rate.per_second <= 0:
             return 1
-        return max(1, min(3600, math.ceil(self._queued / self._rate.per_second)))
+        rate = self._rate.per_second * self._workers
+        return max(1, min(3600, math.ceil(self._queued / rate)))
 
     # ------------------------------------------------------------------ the worker thread
 

@@ -17,6 +17,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nmt import perf
 from nmt.config import DecodeConfig
 from nmt.datautil.zh_script import OutputScript
 from nmt.errors import ConfigError, NmtError
@@ -50,6 +51,10 @@ class DecodeRequest:
 class TranslationService:
     """The Translator behind the routes, with its batcher and metrics.
 
+    Attributes:
+        threads: intra-op threads the decoders run on, set while the app runs (``0``: as
+            they are); see :func:`nmt.perf.serve_decoders`.
+
     Args:
         defaults: ``decode.*`` options that replace the run's for every request (those
             of ``nmt serve``'s command line); requests set theirs on top.
@@ -67,9 +72,11 @@ class TranslationService:
         self._defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
         self.default_options = translator.decode_config(self._defaults)
         self._options: dict[Hashable, DecodeConfig] = {}
+        workers, self.threads = perf.serve_decoders(translator.device, settings.workers)
         self.batcher: Batcher[DecodeRequest, dict[str, Any]] = Batcher(
             self._decode, max_batch=settings.max_batch, max_wait=settings.max_wait_ms / 1000,
-            max_queue=settings.max_queue, on_batch=self._observe_batch)
+            max_queue=settings.max_queue, on_batch=self._observe_batch,
+            workers=workers)
         self.metrics = ServeMetrics(lambda: self.batcher.queued)
 
     # ------------------------------------------------------------------ options
@@ -141,10 +148,9 @@ class TranslationService:
     def _decode(self, request: DecodeRequest, sentences: list[str],
                 prefixes: list[str | None] | None) -> list[dict[str, Any]]:  # fmt: skip
         """One batch, in the worker thread: translate, then each sentence as JSON."""
-        # One batch on every thread: cutting it into one batch per thread, as the Translator
-        # does with a long sorted input, was slower for a server's batch of unsorted lengths
-        # (random 64-sentence chunks of the cmn-eng test set, zh->en recipe, 2 threads: 294 vs
-        # 267 and 279 vs 239 sentences/s, batch_size 64 vs 32 side by side in one process).
+        # The batch is decoded whole, not cut into one batch per thread as the Translator does
+        # with a long sorted input: the server's batches already run side by side, one per
+        # decoder (perf.serve_decoders), and a cut batch waits for its slower half.
         options = request.options
         results = self.translator.translate(
             sentences, options, prefixes=prefixes, seed=request.seed, return_details=True,

@@ -31,6 +31,9 @@ class ServeSettings:
         max_sentences: sentences (lines of LibreTranslate texts) per request (413).
         max_chars: characters per sentence (413).
         max_batch: sentences decoded together in one batch.
+        workers: batches decoded at once (see :class:`nmt.serve.batcher.Batcher`); 0: as
+            ``nmt translate`` decodes a long input, one per intra-op thread on a CPU (each on
+            one thread), one on a GPU.
         max_wait_ms: how long a batch may wait for more requests after the previous batch,
             when that batch was larger (see :class:`nmt.serve.batcher.Batcher`).
         max_queue: sentences waiting for the decoder; beyond it a request gets 503 with
@@ -47,6 +50,7 @@ class ServeSettings:
     max_sentences: int = 128
     max_chars: int = 1000
     max_batch: int = 64
+    workers: int = 0
     max_wait_ms: float = 5.0
     max_queue: int = 1024
     timeout: float = 30.0
@@ -70,6 +74,7 @@ class ServeSettings:
             (self.max_sentences >= 1, "max_sentences", "must be >= 1"),
             (self.max_chars >= 1, "max_chars", "must be >= 1"),
             (self.max_batch >= 1, "max_batch", "must be >= 1"),
+            (self.workers >= 0, "workers", "must be >= 0 (0 = one per core on a CPU)"),
             (self.max_wait_ms >= 0, "max_wait_ms", "must be >= 0 (0 = never wait)"),
             (self.max_queue >= self.max_sentences, "max_queue",
              f"must be >= --max-sentences ({self.max_sentences}), or no request fits"),
