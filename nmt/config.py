@@ -74,6 +74,10 @@ class DataConfig:
     src_tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig("jieba"))
     tgt_tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig("moses"))
     joint_vocab: bool = False  # one vocabulary (and one sentencepiece model) for both sides
+    # both: one model for both directions, each pair used src->tgt and tgt->src with a
+    # target-language tag first on the source side (nmt.datautil.directions); needs
+    # joint_vocab. The run's own direction stays the default of translate and validation.
+    directions: Literal["one", "both"] = "one"
     min_freq: int = 1
     max_size: int = 0  # 0 = no limit
     traditional_to_simplified: bool = False
@@ -132,6 +136,9 @@ class TrainConfig:
     clip_norm: float = 1.0  # 0 = off
     accum_steps: int = 1
     label_smoothing: float = 0.1
+    # R-Drop (Liang et al. 2021): each batch through the model twice (two dropout masks), plus
+    # alpha x the symmetric KL between the two output distributions; 0 = off
+    rdrop_alpha: float = 0.0
     teacher_forcing: float = 1.0  # gru only: probability of feeding the gold previous token
     batch_tokens: int = 4096
     max_steps: int = 0  # 0 = no limit
@@ -377,6 +384,8 @@ def _data_rules(data: DataConfig) -> list[_Rule]:
     rules: list[_Rule] = [
         (data.src_lang != data.tgt_lang, "data.tgt_lang data.src_lang",
          "must differ from data.src_lang"),
+        (data.directions == "one" or data.joint_vocab, "data.directions data.joint_vocab",
+         "both needs data.joint_vocab: true (each language is read on both sides)"),
         (data.min_freq >= 1, "data.min_freq", "must be >= 1"),
         (data.max_size >= 0, "data.max_size", "must be >= 0 (0 = no limit)"),
         (data.max_len >= 1, "data.max_len", "must be >= 1"),
@@ -433,6 +442,7 @@ def _train_rules(t: TrainConfig) -> list[_Rule]:
         (t.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 = off)"),
         (t.accum_steps >= 1, "train.accum_steps", "must be >= 1"),
         (0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)"),
+        (t.rdrop_alpha >= 0, "train.rdrop_alpha", "must be >= 0 (0 = off)"),
         (0.0 <= t.teacher_forcing <= 1.0, "train.teacher_forcing", "must be in [0, 1]"),
         (t.batch_tokens >= 1, "train.batch_tokens", "must be >= 1"),
         (t.max_steps >= 0, "train.max_steps", "must be >= 0 (0 = no limit)"),

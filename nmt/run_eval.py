@@ -85,7 +85,8 @@ def read_split(cfg: Config, split: str) -> EvalSet:
 
 
 def load_translator(
-    run_dir: str | Path, device: str, checkpoint: str, precision: str | None = None
+    run_dir: str | Path, device: str, checkpoint: str, precision: str | None = None,
+    to: str | None = None,
 ) -> Translator:
     """:meth:`Translator.load`, imported only when a model is needed."""
     try:
@@ -97,7 +98,8 @@ def load_translator(
             "'nmt evaluate --model' needs nmt.translate, which this version "
             "does not have yet; translate with another tool and use --hyp"
         ) from None
-    return Translator.load(run_dir, device=device, checkpoint=checkpoint, precision=precision)
+    return Translator.load(run_dir, device=device, checkpoint=checkpoint, precision=precision,
+                           to=to)
 
 
 def translate_timed(

@@ -373,7 +373,7 @@ class FakeTranslator:
     @classmethod
     def load(
         cls, run_dir: Path, device: str = "auto", checkpoint: str = "best",
-        precision: str | None = None,
+        precision: str | None = None, to: str | None = None,
     ) -> FakeTranslator:
         return cls(precision)
 

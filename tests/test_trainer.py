@@ -376,3 +376,33 @@ def test_train_step_accumulates_exactly_and_skips_non_finite_losses() -> None:
     assert bool(bad) and not torch.isfinite(sums[0])
     for p, old in zip(model_a.parameters(), before, strict=True):
         torch.testing.assert_close(p, old, equal_nan=True)  # the update was skipped
+
+
+def test_rdrop_without_dropout_updates_as_the_plain_loss_and_with_dropout_differs() -> None:
+    from dataclasses import replace
+
+    from nmt.datautil.batching import collate
+    from nmt.training.trainer import train_step
+
+    cpu = torch.device("cpu")
+    model_a, opt_a, cfg, corpus = _tiny_update_setup()
+    model_b, opt_b, _, _ = _tiny_update_setup()
+    whole = collate(corpus, [0, 1, 2])
+    rdrop = replace(cfg, rdrop_alpha=1.0)
+    # No dropout in the tiny model: both passes are equal, the KL is 0, the update the same.
+    sums_a, _ = train_step(model_a, opt_a, [whole], whole.n_tgt_tokens, cfg, cpu, None)
+    sums_b, _ = train_step(model_b, opt_b, [whole], whole.n_tgt_tokens, rdrop, cpu, None)
+    torch.testing.assert_close(sums_a, sums_b)
+    for pa, pb in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
+    # With dropout the two passes differ: the KL term raises the loss above the plain one's.
+    for model in (model_a, model_b):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.3
+    torch.manual_seed(7)
+    plain, _ = train_step(model_a, opt_a, [whole], whole.n_tgt_tokens, cfg, cpu, None)
+    torch.manual_seed(7)
+    kl, _ = train_step(model_b, opt_b, [whole], whole.n_tgt_tokens, replace(cfg, rdrop_alpha=50.0),
+                       cpu, None)
+    assert kl[0] > plain[0] and kl[2] == plain[2] == whole.n_tgt_tokens

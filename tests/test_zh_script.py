@@ -218,7 +218,7 @@ def test_zh_script_is_refused_without_a_model(tmp_path: Path) -> None:
     hyp.write_text("你好\n", encoding="utf-8")
     result = _invoke("evaluate", "--hyp", str(hyp), "--ref", str(hyp), "--tgt-lang", "zh",
                      "--zh-script", "hant")
-    assert "--zh-script belong to --model mode" in _error_line(result)
+    assert "--zh-script and --to belong to --model mode" in _error_line(result)
 
 
 def test_translate_reads_traditional_input_as_simplified(tmp_path: Path) -> None:

@@ -49,6 +49,12 @@ def evaluate(
             "(default: en; with --model, the run's target language)."
         ),
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="With --model: the direction to score, by its target "
+                     "language (default: the run's); the other one needs a run trained with "
+                     "data.directions: both (its --split is then read the other way round)."),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
@@ -95,7 +101,7 @@ def evaluate(
         str,
         typer.Option(
             help="best (falls back to latest), latest, averaged (see 'nmt average'), a "
-            "checkpoint name or directory.",
+            "checkpoint name or directory; a,b[,c]: an ensemble.",
             rich_help_panel=_DECODE_PANEL,
         ),
     ] = "best",
@@ -175,13 +181,14 @@ def evaluate(
             raise ConfigError("give either --hyp FILE or --model RUN_DIR, not both")
         hyps, refs, stats, lang, baseline, sources, normalize = _translate_for_evaluation(
             model, src, ref, split, decode, device, seed, checkpoint, tokenize, tgt_lang,
-            precision, zh_script, terms if constrain else None,
+            precision, zh_script, terms if constrain else None, to,
         )
         if save_hyp is not None:
             atomic_write_text(save_hyp, "".join(f"{h}\n" for h in hyps))
     elif hyp is not None:
-        if any(given is not None for given in (save_hyp, split, zh_script)):
-            raise ConfigError("--split, --save-hyp and --zh-script belong to --model mode")
+        if any(given is not None for given in (save_hyp, split, zh_script, to)):
+            raise ConfigError("--split, --save-hyp, --zh-script and --to belong to --model "
+                              "mode")
         if src is not None and terms is None:
             raise ConfigError("--src goes with --model, or with --hyp and --glossary")
         if terms is not None and src is None:
@@ -261,6 +268,7 @@ def _translate_for_evaluation(
     precision: str | None = None,
     zh_script: str | None = None,
     glossary: Glossary | None = None,
+    to: str | None = None,
 ) -> tuple[list[str], dict[str, list[str]], DecodeStats, str, str, list[str],
            Callable[[str], str]]:  # fmt: skip
     """``--model`` mode: read the sources and references, translate them timed.
@@ -271,12 +279,13 @@ def _translate_for_evaluation(
     """
     from nmt import evaluate as ev
     from nmt import run_eval
+    from nmt.datautil.directions import config_toward
     from nmt.datautil.zh_script import check_output_script
     from nmt.errors import ConfigError, DataError
     from nmt.fileio import read_lines
 
     # Validates the decoding options exactly as config overrides are validated.
-    cfg = run_eval.run_config(run_dir, decode)
+    cfg = config_toward(run_eval.run_config(run_dir, decode), to)
     lang = cfg.data.tgt_lang
     if tgt_lang is not None and tgt_lang != lang:
         raise ConfigError(
@@ -298,7 +307,7 @@ def _translate_for_evaluation(
     else:
         data = run_eval.read_split(cfg, split or "test")
         sources, name, refs = data.sources, data.name, {data.name: data.references}
-    translator = run_eval.load_translator(run_dir, device or "auto", checkpoint, precision)
+    translator = run_eval.load_translator(run_dir, device or "auto", checkpoint, precision, to)
     settings = {"device": device or "auto", "checkpoint": checkpoint,
                 "precision": translator.precision}  # fmt: skip
     hyps, stats = run_eval.translate_timed(

@@ -40,7 +40,7 @@ def serve(
     checkpoint: Annotated[
         str,
         typer.Option(help="best (falls back to latest), latest, averaged, a checkpoint name in "
-                     "RUN_DIR/checkpoints, or a checkpoint directory."),
+                     "RUN_DIR/checkpoints, or a checkpoint directory; a,b[,c]: an ensemble."),
     ] = "best",
     device: Annotated[
         str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")

@@ -56,8 +56,15 @@ def translate(
     checkpoint: Annotated[
         str,
         typer.Option(help="best (falls back to latest), latest, averaged (see 'nmt average'), "
-                     "a checkpoint name in RUN_DIR/checkpoints, or a checkpoint directory."),
+                     "a checkpoint name in RUN_DIR/checkpoints, or a checkpoint directory; "
+                     "a,b[,c]: an ensemble (other runs' directories allowed when the "
+                     "vocabularies match)."),
     ] = "best",
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Language to translate into, zh or en (default: the run's "
+                     "target); the other one needs a run trained with data.directions: both."),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(help="torch: the run's checkpoint in PyTorch; ctranslate2: a model "
@@ -148,7 +155,7 @@ def translate(
     from nmt.datautil.glossary import read_glossary
 
     terms = None if glossary is None else read_glossary(glossary)
-    translator = _load(model, engine, device, checkpoint, precision)
+    translator = _load(model, engine, device, checkpoint, precision, to)
     translator.decode_config(decode)  # bad options fail before any decoding
     in_script = _script_converter(translator, zh_script)
     plotted = 0
@@ -182,8 +189,8 @@ def translate(
         sys.stdout.flush()
 
 
-def _load(model: Path, engine: str, device: str, checkpoint: str, precision: str | None
-          ) -> Translator | CTranslate2Translator:  # fmt: skip
+def _load(model: Path, engine: str, device: str, checkpoint: str, precision: str | None,
+          to: str | None = None) -> Translator | CTranslate2Translator:  # fmt: skip
     """The engine's translator; the CTranslate2 one never imports torch."""
     if engine == "ctranslate2":
         from nmt.errors import ConfigError
@@ -192,10 +199,13 @@ def _load(model: Path, engine: str, device: str, checkpoint: str, precision: str
         if checkpoint != "best":
             raise ConfigError("--checkpoint: an exported model holds the checkpoint chosen by "
                               "'nmt export --checkpoint'; give none with --engine ctranslate2")
+        if to is not None:
+            raise ConfigError("--to: an exported model translates in its run's direction")
         return CTranslate2Translator.load(model, device=device, precision=precision)
     from nmt.translate import Translator
 
-    return Translator.load(model, device=device, checkpoint=checkpoint, precision=precision)
+    return Translator.load(model, device=device, checkpoint=checkpoint, precision=precision,
+                           to=to)
 
 
 def _script_converter(translator: Translator | CTranslate2Translator, zh_script: str | None

@@ -38,6 +38,7 @@ from nmt.datautil.cache import (
     train_cache_key,
 )
 from nmt.datautil.corpus import read_parallel
+from nmt.datautil.directions import TAGS
 from nmt.datautil.pipeline import INCOMPLETE_MARK, VocabLayout, vocab_layout
 from nmt.datautil.shards import cache_size, write_shards
 from nmt.datautil.stream import (
@@ -295,8 +296,9 @@ def build_vocab(cfg: Config, workers: int | None = None) -> VocabReport:
             raise DataError(f"{_train_name(data)}: no usable sentence pairs")
         counts = {"src": stream.counts("src"), "tgt": stream.counts("tgt")}
         if layout.joint:
+            tags = sorted(TAGS.values()) if data.directions == "both" else []
             src_vocab = tgt_vocab = Vocabulary.build(stream.counts("both"), data.min_freq,
-                                                     data.max_size)
+                                                     data.max_size, reserved=tags)
             src_vocab.save(layout.src_vocab)
             written.append(layout.src_vocab)
         else:

@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from nmt.config import DataConfig
+from nmt.datautil.directions import reversed_data, target_tag
 from nmt.datautil.normalize import Normalizer, normalizer_for
 from nmt.datautil.tokenize import SPACE_MARK, Tokenizer, build_tokenizer, tokenizer_kind
 from nmt.datautil.vocab import Vocabulary
@@ -24,7 +25,7 @@ from nmt.datautil.zh_script import (
     source_converter,
     vocab_script,
 )
-from nmt.errors import CheckpointError
+from nmt.errors import CheckpointError, ConfigError
 
 VOCAB_DIR = "vocab"
 # Present while build-vocab writes the directory; left behind by an interrupted build.
@@ -85,6 +86,8 @@ class TextProcessor:
     Attributes:
         src_vocab, tgt_vocab: the vocabularies (the same object when ``joint``).
         joint: one vocabulary is shared by both sides.
+        source_tag: the target-language tag every source starts with (a both-directions
+            run, :mod:`nmt.datautil.directions`), or None.
     """
 
     def __init__(
@@ -103,6 +106,10 @@ class TextProcessor:
         self.src_vocab = src_vocab
         self.tgt_vocab = tgt_vocab
         self.joint = data_cfg.joint_vocab
+        self.source_tag = target_tag(data_cfg)
+        if self.source_tag is not None and self.source_tag not in src_vocab:
+            raise CheckpointError(f"the vocabulary has no {self.source_tag} tag, which "
+                                  "data.directions: both needs; run 'nmt build-vocab' again")
 
     @classmethod
     def load(cls, run_dir: str | Path, data_cfg: DataConfig) -> TextProcessor:
@@ -128,6 +135,19 @@ class TextProcessor:
         src_tok = build_tokenizer(data_cfg.src_tokenizer, data_cfg.src_lang, layout.src_spm)
         tgt_tok = build_tokenizer(data_cfg.tgt_tokenizer, data_cfg.tgt_lang, layout.tgt_spm)
         return cls(data_cfg, src_tok, tgt_tok, src_vocab, tgt_vocab)
+
+    def reversed(self) -> TextProcessor:
+        """The processor of the other direction of a both-directions run: sides, tokenizers
+        and normalizers swapped, the other language's tag (the same vocabulary).
+
+        Raises:
+            ConfigError: the run has one direction only.
+        """
+        if self.data_cfg.directions != "both":
+            raise ConfigError(f"the model translates {self.data_cfg.src_lang}->"
+                              f"{self.data_cfg.tgt_lang} only (data.directions: one)")
+        return TextProcessor(reversed_data(self.data_cfg), self.tgt_tokenizer,
+                             self.src_tokenizer, self.tgt_vocab, self.src_vocab)  # fmt: skip
 
     # ------------------------------------------------------------------ source side
 
@@ -188,8 +208,12 @@ class TextProcessor:
         return glossary_processor
 
     def encode_src(self, text: str) -> list[int]:
-        """Source ids, without ``<s>``/``</s>`` (models add what they need)."""
-        return self.src_vocab.encode(self.tokenize_src(text))
+        """Source ids, without ``<s>``/``</s>`` (models add what they need); the direction tag
+        first in a both-directions run."""
+        ids = self.src_vocab.encode(self.tokenize_src(text))
+        if self.source_tag is None:
+            return ids
+        return [self.src_vocab.token_to_id(self.source_tag), *ids]
 
     def src_tokens_for_display(self, text: str) -> list[str]:
         """Source tokens as labels for attention plots: one per id of :meth:`encode_src`.
@@ -197,7 +221,7 @@ class TextProcessor:
         Sentencepiece/char word-boundary marks are dropped (a bare mark stays visible), and
         tokens outside the vocabulary are shown as ``<unk>:token``.
         """
-        labels = []
+        labels = [] if self.source_tag is None else [self.source_tag]
         for tok in self.tokenize_src(text):
             label = tok.replace(SPACE_MARK, "") or SPACE_MARK
             labels.append(label if tok in self.src_vocab else f"<unk>:{label}")

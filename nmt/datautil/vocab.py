@@ -38,21 +38,26 @@ class Vocabulary:
             self._stoi[tok] = i
 
     @classmethod
-    def build(cls, counts: Mapping[str, int], min_freq: int = 1, max_size: int = 0) -> Vocabulary:
+    def build(cls, counts: Mapping[str, int], min_freq: int = 1, max_size: int = 0,
+              reserved: Sequence[str] = ()) -> Vocabulary:  # fmt: skip
         """The tokens seen at least ``min_freq`` times, most frequent first.
 
         Args:
             counts: token -> number of occurrences in the training data.
             min_freq: tokens seen fewer times are left out (they encode as ``<unk>``).
             max_size: keep at most this many tokens besides the four specials (0 = all).
+            reserved: tokens placed right after the specials whatever their counts (the
+                direction tags of :mod:`nmt.datautil.directions`); not counted in max_size.
         """
         if min_freq < 1 or max_size < 0:
             raise ValueError("min_freq must be >= 1 and max_size >= 0")
-        kept = [(tok, n) for tok, n in counts.items() if n >= min_freq and tok not in SPECIALS]
+        skip = set(SPECIALS) | set(reserved)
+        kept = [(tok, n) for tok, n in counts.items() if n >= min_freq and tok not in skip]
         kept.sort(key=lambda item: (-item[1], item[0]))
         if max_size:
             kept = kept[:max_size]
-        return cls([tok for tok, _ in kept], [n for _, n in kept])
+        return cls([*reserved, *(tok for tok, _ in kept)],
+                   [*(counts.get(tok, 0) for tok in reserved), *(n for _, n in kept)])
 
     # ------------------------------------------------------------------ lookup
 

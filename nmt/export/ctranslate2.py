@@ -187,6 +187,9 @@ def export_ctranslate2(
     if out_dir.exists() and not force and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} exists; choose another directory or pass --force "
                           f"to replace it")  # fmt: skip
+    if isinstance(checkpoint, str) and "," in checkpoint:
+        raise ConfigError(f"--checkpoint {checkpoint}: an ensemble cannot be exported; export "
+                          "one checkpoint (or average them first: nmt average)")
     ckpt = checkpoint_for_decoding(run_dir, checkpoint)
     translator = Translator.load(run_dir, device="cpu", checkpoint=ckpt, precision="fp32")
     model = translator.model

@@ -19,7 +19,8 @@ from pathlib import Path
 from nmt import checkpoint as ckpt
 from nmt import perf
 from nmt.config import Config, with_absolute_paths
-from nmt.datautil.batching import TokenBatchSampler, shard_batches
+from nmt.datautil.batching import PairSource, TokenBatchSampler, shard_batches
+from nmt.datautil.directions import TAGS, BothDirections
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import DataError
@@ -58,7 +59,12 @@ class TrainingSession:
             seed_everything(cfg.seed)  # before the model is built: its init draws from it
         self.processor = TextProcessor.load(self.run_dir, cfg.data)
         # Rank 0 fills the token cache; the others then read it instead of tokenizing too.
-        self.corpus = self.dist.main_first(lambda: load_train(cfg, self.processor))
+        corpus: PairSource = self.dist.main_first(lambda: load_train(cfg, self.processor))
+        if cfg.data.directions == "both":  # each pair a second time, the other way round
+            vocab = self.processor.src_vocab
+            corpus = BothDirections(corpus, vocab.token_to_id(TAGS[cfg.data.tgt_lang]),
+                                    vocab.token_to_id(TAGS[cfg.data.src_lang]))  # fmt: skip
+        self.corpus = corpus
         if not len(self.corpus):
             raise DataError(f"{cfg.data.train}: no training pairs left after filtering")
         self.dev = self.dist.main_first(lambda: load_dev(cfg, self.processor))

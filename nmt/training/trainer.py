@@ -30,7 +30,7 @@ from nmt.datautil.vocab import PAD_ID
 from nmt.errors import TrainingError
 from nmt.runtime import autocast
 from nmt.training.distributed import Dist, DistEnv, distributed_session
-from nmt.training.loss import label_smoothed_loss
+from nmt.training.loss import label_smoothed_loss, rdrop_loss
 from nmt.training.optim import clip_gradients, optimizer_step, set_lr
 from nmt.training.progress import Progress, plot_learning_curve
 from nmt.training.session import TrainingSession
@@ -63,9 +63,16 @@ def train_step(
     for i, cpu_batch in enumerate(batches):
         b = cpu_batch.to(device)
         with dist.sync_grads(model, sync=i == len(batches) - 1):
+            src, src_mask, tgt_in = b.src, b.src_mask, b.tgt_in
+            if cfg.rdrop_alpha > 0:  # both passes in one forward: each copy its own dropout
+                src, src_mask, tgt_in = (torch.cat([x, x]) for x in (src, src_mask, tgt_in))
             with autocast(device, dtype):
-                logits = model(b.src, b.src_mask, b.tgt_in, teacher_forcing=cfg.teacher_forcing)
-            out = label_smoothed_loss(logits, b.tgt_out, cfg.label_smoothing, PAD_ID)
+                logits = model(src, src_mask, tgt_in, teacher_forcing=cfg.teacher_forcing)
+            if cfg.rdrop_alpha > 0:
+                out = rdrop_loss(logits, b.tgt_out, cfg.label_smoothing, PAD_ID,
+                                 cfg.rdrop_alpha)  # fmt: skip
+            else:
+                out = label_smoothed_loss(logits, b.tgt_out, cfg.label_smoothing, PAD_ID)
             # The log-softmax keeps its own output for the backward pass, not the logits:
             # dropping them here frees a (tokens x vocab) matrix, ~70 MB at the recipe's
             # batch, before the backward pass needs its memory.

@@ -13,11 +13,13 @@ import torch
 from nmt import perf
 from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_weights
 from nmt.config import Config, DecodeConfig, load_config
+from nmt.datautil.directions import config_toward
 from nmt.datautil.glossary import Glossary
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.vocab import UNK_ID
 from nmt.decoding import Hypothesis, build_processors
 from nmt.errors import CheckpointError, ConfigError
+from nmt.models.ensemble import Ensemble
 from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
 from nmt.models.registry import model_kind, source_token_limit
@@ -72,18 +74,19 @@ class Translator:
     @classmethod
     def load(
         cls, run_dir: str | Path, device: str = ..., checkpoint: str | Path = ...,
-        precision: str | None = ..., engine: Literal["torch"] = ...,
+        precision: str | None = ..., engine: Literal["torch"] = ..., to: str | None = ...,
     ) -> Translator: ...
     @overload
     @classmethod
     def load(
         cls, run_dir: str | Path, device: str = ..., checkpoint: str | Path = ...,
-        precision: str | None = ..., *, engine: Literal["ctranslate2"],
+        precision: str | None = ..., *, engine: Literal["ctranslate2"], to: None = ...,
     ) -> CTranslate2Translator: ...
     @classmethod
     def load(
         cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path = "best",
         precision: str | None = None, engine: Literal["torch", "ctranslate2"] = "torch",
+        to: str | None = None,
     ) -> Translator | CTranslate2Translator:
         """Load the run in ``run_dir`` (its config.yaml, vocabularies and a checkpoint).
 
@@ -91,10 +94,16 @@ class Translator:
             device: auto, cpu, cuda, cuda:N or mps.
             checkpoint: ``best`` (falls back to ``latest`` when the run has no best yet),
                 ``latest``, the name of a checkpoint in ``RUN_DIR/checkpoints`` (e.g.
-                ``averaged``, written by ``nmt average``), or a checkpoint directory.
+                ``averaged``, written by ``nmt average``), or a checkpoint directory. Several,
+                comma-separated (``best,minute-25``, or other runs' checkpoint or run
+                directories with the same vocabularies): an ensemble
+                (:class:`~nmt.models.ensemble.Ensemble`), whose members' log-probabilities are
+                averaged at every step.
             precision: auto, fp32, bf16, fp16 (GPU) or int8 (CPU, see
                 :mod:`nmt.models.int8`) arithmetic for decoding; None: the run's
                 ``train.precision``.
+            to: the language to translate into (None: the run's ``data.tgt_lang``); the other
+                one for a run trained with ``data.directions: both``.
             engine: ``ctranslate2``: ``run_dir`` is a directory written by ``nmt export --to
                 ctranslate2``, decoded by CTranslate2 with this text processing (a
                 :class:`~nmt.translate.ctranslate2_engine.CTranslate2Translator`; its
@@ -103,9 +112,12 @@ class Translator:
         Raises:
             CheckpointError: the run directory, its config, vocabulary or weights are missing,
                 unsafe or do not fit together.
-            ConfigError: an unknown engine, or a checkpoint named for an exported model.
+            ConfigError: an unknown engine, a checkpoint named for an exported model, or a
+                direction (``to``) the model was not trained for.
         """
         if engine == "ctranslate2":
+            if to is not None:
+                raise ConfigError("to: an exported model translates in its run's direction")
             if str(checkpoint) != "best":
                 raise ConfigError("checkpoint: an exported model holds the checkpoint chosen "
                                   "by 'nmt export --checkpoint'; give none")  # fmt: skip
@@ -123,17 +135,13 @@ class Translator:
             raise CheckpointError(f"{run}: no config.yaml; expected a run directory of 'nmt train'")
         cfg = load_config(config_path)
         processor = TextProcessor.load(run, cfg.data)
-        ckpt = checkpoint_for_decoding(run, checkpoint)
-        model = build_model(  # every weight comes from the checkpoint: no init
-            cfg.model, len(processor.src_vocab), len(processor.tgt_vocab), processor.joint,
-            initialize=False,
-        )
-        tensors = read_model_weights(ckpt)  # safetensors only, every weight finite
-        load_weights(model, tensors, ckpt)
-        del tensors
-        perf.release_free_memory()  # the file's copy of the weights: ~1x the model's size
-        log.debug("loaded %s", ckpt)
-        return cls(cfg, processor, model, select_device(device), precision)
+        toward = config_toward(cfg, to)
+        if toward is not cfg:
+            processor = processor.reversed()
+        names = ensemble_members(checkpoint)
+        models = [_load_member(run, cfg, processor, name) for name in names]
+        model = models[0] if len(models) == 1 else Ensemble(models)
+        return cls(toward, processor, model, select_device(device), precision)
 
     # ------------------------------------------------------------------ translate
 
@@ -295,3 +303,61 @@ class _GlossaryPlan:
         """Per sentence, the target ids of the glossary terms its source contains."""
         matches = self.glossary.matches(sentences, self.processor.prepare_src)
         return [[self.targets[i] for i in matched if i in self.targets] for matched in matches]
+
+
+def ensemble_members(checkpoint: str | Path) -> list[str | Path]:
+    """The checkpoints ``--checkpoint`` names: one, or several separated by commas.
+
+    Raises:
+        ConfigError: an empty name in the list (``best,,latest``), or one named twice.
+    """
+    if isinstance(checkpoint, Path) or "," not in checkpoint:
+        return [checkpoint]
+    names = [name.strip() for name in checkpoint.split(",")]
+    if any(not name for name in names):
+        raise ConfigError(f"checkpoint: {checkpoint!r} has an empty name; expected a,b[,c]")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"checkpoint: {', '.join(twice)} named twice in {checkpoint!r}")
+    return list(names)
+
+
+def _load_member(run: Path, cfg: Config, processor: TextProcessor, name: str | Path) -> Seq2Seq:
+    """One checkpoint's model: of ``run``, or of another run with the same vocabularies (a run
+    directory stands for its best checkpoint), built from its own run's config."""
+    other = Path(name)
+    if str(name) not in ("best", "latest") and (other / "config.yaml").is_file():
+        member_run, ckpt = other, checkpoint_for_decoding(other, "best")
+    else:
+        ckpt = checkpoint_for_decoding(run, name)
+        member_run = ckpt.parent.parent
+    model_cfg = cfg.model
+    if member_run.resolve() != run.resolve() and (member_run / "config.yaml").is_file():
+        if _vocab_files(member_run) != _vocab_files(run):
+            raise CheckpointError(f"{ckpt}: its run {member_run} has other vocabularies than "
+                                  f"{run}; an ensemble's models must share them")  # fmt: skip
+        model_cfg = load_config(member_run / "config.yaml").model
+        own, limit = (model_kind(c).position_limit(c) for c in (cfg.model, model_cfg))
+        if limit is not None and (own is None or limit < own):
+            raise CheckpointError(
+                f"{ckpt}: its model reads at most {limit} positions, fewer than {run}'s "
+                f"({own or 'no limit'}); name first the model with the smallest limit: the "
+                "first one's limits apply")
+    model = build_model(  # every weight comes from the checkpoint: no init
+        model_cfg, len(processor.src_vocab), len(processor.tgt_vocab), processor.joint,
+        initialize=False,
+    )
+    tensors = read_model_weights(ckpt)  # safetensors only, every weight finite
+    load_weights(model, tensors, ckpt)
+    del tensors
+    perf.release_free_memory()  # the file's copy of the weights: ~1x the model's size
+    log.debug("loaded %s", ckpt)
+    return model
+
+
+def _vocab_files(run: Path) -> dict[str, bytes]:
+    folder = run / "vocab"
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
