@@ -118,6 +118,10 @@ class ModelConfig:
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = 512
     tie_embeddings: bool = True  # decoder in/out; all three when data.joint_vocab
+    # Regularisers for small corpora (Araabi & Monz 2020), training only; 0 = off:
+    attention_dropout: float = 0.0  # on the attention weights
+    activation_dropout: float = 0.0  # inside the feed-forward sublayer, after the ReLU
+    layer_dropout: float = 0.0  # LayerDrop (Fan et al. 2019): each layer skipped with this p
 
 
 @dataclass(frozen=True)
@@ -417,6 +421,13 @@ def _model_rules(m: ModelConfig, data: DataConfig) -> list[_Rule]:
          f"{m.d_model} is not divisible by model.heads={m.heads}"),
         (m.ff_size >= 1, "model.ff_size", "must be >= 1"),
         (0.0 <= m.dropout < 1.0, "model.dropout", "must be in [0, 1)"),
+        (0.0 <= m.attention_dropout < 1.0, "model.attention_dropout", "must be in [0, 1)"),
+        (0.0 <= m.activation_dropout < 1.0, "model.activation_dropout", "must be in [0, 1)"),
+        (0.0 <= m.layer_dropout < 1.0, "model.layer_dropout", "must be in [0, 1)"),
+        (m.type == "transformer" or (m.attention_dropout, m.activation_dropout,
+                                      m.layer_dropout) == (0.0, 0.0, 0.0),
+         "model.attention_dropout model.type", "the attention, activation and layer dropouts "
+         "are the transformer's (0 for the gru)"),
         (m.max_positions >= 1, "model.max_positions", "must be >= 1"),
         # A training sentence of data.max_len tokens with its <s> and </s>; the GRU has no
         # position table, so it does not care.

@@ -263,3 +263,33 @@ def test_select_after_expand_keeps_sentence_blocks_shared_and_copies_otherwise()
         assert mixed.group == 1 and mixed.mask.size(0) == 3
         got, _, _ = model.decode_step(tokens[[0, 2, 4]], mixed)
         torch.testing.assert_close(got, expected[[0, 2, 4]], atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ small-data regularisers
+
+
+def test_attention_activation_and_layer_dropout_act_in_training_only() -> None:
+    torch.manual_seed(0)
+    src, mask = padded([5, 3], SRC_V)
+    tgt_in = torch.randint(4, TGT_V, (2, 4))
+    plain = transformer()
+    for name, value in (("attention_dropout", 0.5), ("activation_dropout", 0.5),
+                        ("layer_dropout", 0.5)):  # fmt: skip
+        model = transformer(**{name: value})
+        model.load_state_dict(plain.state_dict())  # the same keys as without it
+        with torch.no_grad():
+            torch.testing.assert_close(model(src, mask, tgt_in), plain(src, mask, tgt_in))
+            model.train()
+            draws = {tuple(model(src, mask, tgt_in).flatten()[:8].tolist()) for _ in range(8)}
+        assert len(draws) > 1, name  # in training, the masks (or skipped layers) vary
+
+
+def test_a_dropped_layer_is_skipped_whole() -> None:
+    model = transformer(layer_dropout=0.999999).train()  # every layer skipped
+    src, mask = padded([4], SRC_V)
+    tgt_in = torch.randint(4, TGT_V, (1, 3))
+    with torch.no_grad():
+        out = model(src, mask, tgt_in)
+        # The output is the embedding through the final norm and the output layer alone.
+        direct = model.generator(model.decoder_norm(model.tgt_embedder(tgt_in)))
+    torch.testing.assert_close(out, direct)

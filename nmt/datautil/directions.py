@@ -11,12 +11,15 @@ A run translates in its own direction by default; :func:`reversed_data` and
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nmt.config import Config, DataConfig, Lang
-from nmt.datautil.batching import PairSource
 from nmt.errors import ConfigError
+
+if TYPE_CHECKING:  # batching imports torch; the text path (CTranslate2's too) must not
+    from nmt.datautil.batching import PairSource
 
 __all__ = ["TAGS", "BothDirections", "config_toward", "reversed_data", "target_tag"]
 

@@ -185,7 +185,7 @@ def merge_heads(x: Tensor) -> Tensor:
 
 def dot_product_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False,
-    need_weights: bool = False,
+    need_weights: bool = False, dropout: float = 0.0,
 ) -> tuple[Tensor, Tensor | None]:
     """Scaled dot-product attention (§3.2.1) over all heads at once:
 
@@ -197,14 +197,17 @@ def dot_product_attention(
         q: ``(batch, heads, len, d_k)``; k, v: ``(batch, heads, kv_len, d_k)``.
         mask: ``(batch, 1, 1, kv_len)`` bool, True where keys may be attended.
         causal: position i sees keys 0..i (only used with ``len == kv_len``).
-        need_weights: also return the weights ``(batch, heads, len, kv_len)``.
+        need_weights: also return the weights ``(batch, heads, len, kv_len)`` (before
+            dropout).
+        dropout: drop probability on the weights (pass 0 outside training).
 
     Computed by ``F.scaled_dot_product_attention`` unless the weights are needed (its fused
     kernels do not expose them) or the explicit form is faster for these inputs
     (:func:`nmt.perf.explicit_attention_is_faster`); both compute the formula above.
     """
     if not need_weights and not perf.explicit_attention_is_faster(q, k):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal), None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                              is_causal=causal), None  # fmt: skip
     scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.size(-1)))
     if causal:
         future = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).triu(1)
@@ -212,16 +215,17 @@ def dot_product_attention(
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32)  # fp32, also in bf16
-    return weights.to(v.dtype) @ v, weights if need_weights else None
+    used = F.dropout(weights, dropout) if dropout > 0 else weights
+    return used.to(v.dtype) @ v, weights if need_weights else None
 
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention, ``MultiHead(x, x, x)`` (§3.2.2), with Q, K and V from one
     fused projection ``x [W^Q W^K W^V]`` and an optional key/value cache of past positions."""
 
-    def __init__(self, d_model: int, heads: int) -> None:
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.dropout = heads, dropout  # dropout: on the weights, in training
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
@@ -246,7 +250,8 @@ class SelfAttention(nn.Module):
             q = q.to(past_k.dtype)
             k = torch.cat([past_k, k.to(past_k.dtype)], dim=2)
             v = torch.cat([past_v, v.to(past_v.dtype)], dim=2)
-        y, _ = dot_product_attention(q, k, v, mask, causal)
+        p = self.dropout if self.training else 0.0
+        y, _ = dot_product_attention(q, k, v, mask, causal, dropout=p)
         return self.out(merge_heads(y).to(x.dtype)), (k, v)
 
 
@@ -254,9 +259,9 @@ class CrossAttention(nn.Module):
     """Multi-head attention of the decoder over the encoder memory, ``MultiHead(x, m, m)``
     (§3.2.3): queries from the decoder, keys and values from the memory ``m``."""
 
-    def __init__(self, d_model: int, heads: int) -> None:
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.dropout = heads, dropout  # dropout: on the weights, in training
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -284,7 +289,8 @@ class CrossAttention(nn.Module):
         g = rows // k.size(0)
         if g > 1:  # (batch * g, heads, len, hd) -> (batch, heads, g * len, hd)
             q = q.unflatten(0, (-1, g)).transpose(1, 2).flatten(2, 3)
-        y, weights = dot_product_attention(q, k, v, mask, need_weights=need_weights)
+        p = self.dropout if self.training else 0.0
+        y, weights = dot_product_attention(q, k, v, mask, need_weights=need_weights, dropout=p)
         if g > 1:  # and back: (batch, heads, g * len, ·) -> (batch * g, heads, len, ·)
             y = _ungroup(y, g, length)
             weights = None if weights is None else _ungroup(weights, g, length)

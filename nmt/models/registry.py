@@ -55,6 +55,8 @@ def _transformer(cfg: ModelConfig, src: nn.Embedding, tgt: nn.Embedding, pad_id:
         src, tgt, heads=cfg.heads, ff_size=cfg.ff_size, enc_layers=cfg.enc_layers,
         dec_layers=cfg.dec_layers, dropout=cfg.dropout, norm=cfg.norm,
         positions=cfg.positions, max_positions=cfg.max_positions, pad_id=pad_id,
+        attention_dropout=cfg.attention_dropout, activation_dropout=cfg.activation_dropout,
+        layer_dropout=cfg.layer_dropout,
     )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt import perf
@@ -77,22 +78,33 @@ class Embedder(nn.Module):
 
 
 class FeedForward(nn.Sequential):
-    """Position-wise ``FFN(x) = max(0, x W_1 + b_1) W_2 + b_2`` (§3.3)."""
+    """Position-wise ``FFN(x) = max(0, x W_1 + b_1) W_2 + b_2`` (§3.3), with ``dropout`` on
+    the hidden activations in training (activation dropout; the three children, and so the
+    checkpoint keys, are the same with or without it)."""
 
-    def __init__(self, d_model: int, ff_size: int) -> None:
+    def __init__(self, d_model: int, ff_size: int, dropout: float = 0.0) -> None:
         super().__init__(nn.Linear(d_model, ff_size), nn.ReLU(), nn.Linear(ff_size, d_model))
+        self.dropout = dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        first, relu, second = self
+        hidden = relu(first(x))
+        if self.dropout > 0:
+            hidden = F.dropout(hidden, self.dropout, self.training)
+        return second(hidden)
 
 
 class EncoderLayer(nn.Module):
     """Self-attention and feed-forward sublayers, each in a residual connection (§3.1)."""
 
     def __init__(
-        self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool
+        self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool,
+        attention_dropout: float = 0.0, activation_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
-        self.self_attn = SelfAttention(d_model, heads)
-        self.ff = FeedForward(d_model, ff_size)
+        self.self_attn = SelfAttention(d_model, heads, attention_dropout)
+        self.ff = FeedForward(d_model, ff_size, activation_dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -110,13 +122,14 @@ class DecoderLayer(nn.Module):
     in a residual connection (§3.1)."""
 
     def __init__(
-        self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool
+        self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool,
+        attention_dropout: float = 0.0, activation_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
-        self.self_attn = SelfAttention(d_model, heads)
-        self.cross_attn = CrossAttention(d_model, heads)
-        self.ff = FeedForward(d_model, ff_size)
+        self.self_attn = SelfAttention(d_model, heads, attention_dropout)
+        self.cross_attn = CrossAttention(d_model, heads, attention_dropout)
+        self.ff = FeedForward(d_model, ff_size, activation_dropout)
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
         self.dropout = nn.Dropout(dropout)
 
@@ -211,14 +224,17 @@ class Transformer(Seq2Seq[TransformerState]):
         self, src_embed: nn.Embedding, tgt_embed: nn.Embedding, heads: int, ff_size: int,
         enc_layers: int, dec_layers: int, dropout: float, norm: Literal["pre", "post"] = "pre",
         positions: Literal["sinusoidal", "learned"] = "sinusoidal", max_positions: int = 512,
-        pad_id: int = 0,
+        pad_id: int = 0, attention_dropout: float = 0.0, activation_dropout: float = 0.0,
+        layer_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         d_model, pre = tgt_embed.embedding_dim, norm == "pre"
         self.pad_id, self.heads = pad_id, heads
+        self.layer_dropout = layer_dropout
         self.src_embedder = Embedder(src_embed, positions, max_positions, dropout)
         self.tgt_embedder = Embedder(tgt_embed, positions, max_positions, dropout)
-        layer_args = (d_model, heads, ff_size, dropout, pre)
+        layer_args = (d_model, heads, ff_size, dropout, pre, attention_dropout,
+                      activation_dropout)  # fmt: skip
         self.encoder_layers = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(enc_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(dec_layers))
         # Pre-norm leaves the residual stream unnormalised, so each stack ends with a LayerNorm.
@@ -230,8 +246,15 @@ class Transformer(Seq2Seq[TransformerState]):
         """``(batch, src_len)`` ids and key mask -> memory ``(batch, src_len, d)``."""
         x = self.src_embedder(src)
         for layer in self.encoder_layers:
-            x = layer(x, mask)
+            if not self._dropped():
+                x = layer(x, mask)
         return self.encoder_norm(x)
+
+    def _dropped(self) -> bool:
+        """LayerDrop (Fan et al. 2019): in training, skip this layer with ``layer_dropout``
+        (the whole batch; the residual stream passes through unchanged)."""
+        p = self.layer_dropout
+        return self.training and p > 0 and bool(torch.rand(()) < p)
 
     def _project(self, memory: Tensor) -> tuple[KV, ...]:
         """Every decoder layer's cross-attention keys/values of ``memory``."""
@@ -252,6 +275,8 @@ class Transformer(Seq2Seq[TransformerState]):
         weights = None
         last = len(self.decoder_layers) - 1
         for i, layer in enumerate(self.decoder_layers):
+            if caches is None and self._dropped():  # training only: no cache is kept then
+                continue
             cache = None if caches is None else caches[i]
             x, kv, weights = layer(x, memory_kv[i], mask, cache, need_weights and i == last)
             new_caches.append(kv)

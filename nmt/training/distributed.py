@@ -181,7 +181,10 @@ class Dist:
         params = inspect.signature(DistributedDataParallel.__init__).parameters
         flag = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
         off: dict[str, Any] = {flag: False}
-        return DistributedDataParallel(model, device_ids=ids, **off)
+        # LayerDrop leaves a skipped layer's parameters without gradients on that step.
+        unused = float(getattr(model, "layer_dropout", 0.0)) > 0
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused,
+                                       **off)  # fmt: skip
 
     def sync_grads(self, model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:
         """Around forward+backward: skip the gradient all-reduce on accumulation batches."""
