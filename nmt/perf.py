@@ -186,8 +186,8 @@ def serve_decoders(device: torch.device, workers: int) -> tuple[int, int]:
     ``workers`` 0 picks as :func:`decode_workers` does for a long input: on a CPU one decoder
     per intra-op thread, each on one thread, so that one decoder's batch fills the cores while
     another's last few long sentences keep one busy (2 cores, zh->en recipe: two decoders of one
-    thread 1.6-1.9x the sentences/s of one decoder of two, on random 32-64 sentence batches;
-    nmt.serve.batcher). An explicit count shares the threads among the decoders.
+    thread 1.5-2.2x the sentences/s of one decoder of two, on random 48- and 64-sentence
+    batches; nmt.serve.batcher). An explicit count shares the threads among the decoders.
     """
     import torch
 

@@ -84,7 +84,8 @@ def test_a_both_directions_run_trains_and_translates_either_way(
     assert processor.encode_src("我爱你。")[0] == vocab.token_to_id("<2en>")
     back = processor.reversed()
     assert back.encode_src("I love you.")[0] == vocab.token_to_id("<2zh>")
-    assert back.tokenize_src("I love you.") == processor.tokenize_tgt("I love you.")
+    # English is segmented as English on the source side, after the tag.
+    assert back.tokenize_src("I love you.") == ["<2zh>", *processor.tokenize_tgt("I love you.")]
     assert back.src_tokens_for_display("I love you.")[0] == "<2zh>"
 
     session = TrainingSession(cfg)
@@ -100,6 +101,10 @@ def test_a_both_directions_run_trains_and_translates_either_way(
     out = backward.translate(["I love you.", ""], strategy="greedy")
     assert len(out) == 2 and out[1] == ""
     assert out[0]
+    # The tag reaches the model on the translate path too (not only in validation).
+    for translator, tag in ((forward, "<2en>"), (backward, "<2zh>")):
+        details = translator.translate(["我爱你。"], strategy="greedy", return_details=True)
+        assert details[0].src_tokens[0] == tag
     # Output is detokenized as Chinese (no spaces between words), input tokenized as English.
     assert backward.processor.detokenize_tgt(["我", "爱", "你", "。"]) == "我爱你。"
     assert forward.processor.detokenize_tgt(["I", "love", "you", "."]) == "I love you."

@@ -170,7 +170,15 @@ class TextProcessor:
         return normalized if convert is None else convert(normalized)
 
     def tokenize_src(self, text: str) -> list[str]:
-        """Normalized, converted (:meth:`prepare_src`), tokenized source sentence.
+        """Normalized, converted (:meth:`prepare_src`), tokenized source sentence: the tokens
+        the model reads, starting with the direction tag in a both-directions run (so every
+        path from text to source ids, the CTranslate2 engine's included, has it); an empty
+        sentence stays empty (nothing to translate)."""
+        tokens = self._segment_src(text)
+        return [self.source_tag, *tokens] if self.source_tag and tokens else tokens
+
+    def _segment_src(self, text: str) -> list[str]:
+        """The source sentence's words or pieces, without a tag.
 
         A bare ``▁`` (a space the joiner would not restore, see
         :func:`~nmt.datautil.tokenize.spaced_chinese_tokens`) is dropped when the source
@@ -199,7 +207,7 @@ class TextProcessor:
         words = []
         for term in terms:
             word = self.prepare_src(term)
-            if word in self.src_vocab and self.tokenize_src(word) != [word]:
+            if word in self.src_vocab and self._segment_src(word) != [word]:
                 words.append(word)
         if not words:
             return self
@@ -208,12 +216,8 @@ class TextProcessor:
         return glossary_processor
 
     def encode_src(self, text: str) -> list[int]:
-        """Source ids, without ``<s>``/``</s>`` (models add what they need); the direction tag
-        first in a both-directions run."""
-        ids = self.src_vocab.encode(self.tokenize_src(text))
-        if self.source_tag is None:
-            return ids
-        return [self.src_vocab.token_to_id(self.source_tag), *ids]
+        """Source ids, without ``<s>``/``</s>`` (models add what they need)."""
+        return self.src_vocab.encode(self.tokenize_src(text))
 
     def src_tokens_for_display(self, text: str) -> list[str]:
         """Source tokens as labels for attention plots: one per id of :meth:`encode_src`.
@@ -221,7 +225,7 @@ class TextProcessor:
         Sentencepiece/char word-boundary marks are dropped (a bare mark stays visible), and
         tokens outside the vocabulary are shown as ``<unk>:token``.
         """
-        labels = [] if self.source_tag is None else [self.source_tag]
+        labels = []
         for tok in self.tokenize_src(text):
             label = tok.replace(SPACE_MARK, "") or SPACE_MARK
             labels.append(label if tok in self.src_vocab else f"<unk>:{label}")

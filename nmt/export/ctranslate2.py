@@ -48,6 +48,7 @@ from nmt.models.registry import model_kind, source_token_limit
 from nmt.models.transformer import DecoderLayer, Embedder, EncoderLayer, FeedForward, Transformer
 from nmt.translate import Translator
 from nmt.translate.ctranslate2_engine import MANIFEST, ExportManifest
+from nmt.translate.translator import ensemble_members
 
 __all__ = ["QUANTIZATIONS", "ExportReport", "TransformerRunConverter", "export_ctranslate2"]
 
@@ -187,7 +188,7 @@ def export_ctranslate2(
     if out_dir.exists() and not force and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} exists; choose another directory or pass --force "
                           f"to replace it")  # fmt: skip
-    if isinstance(checkpoint, str) and "," in checkpoint:
+    if len(ensemble_members(checkpoint)) > 1:
         raise ConfigError(f"--checkpoint {checkpoint}: an ensemble cannot be exported; export "
                           "one checkpoint (or average them first: nmt average)")
     ckpt = checkpoint_for_decoding(run_dir, checkpoint)

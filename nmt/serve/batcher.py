@@ -23,9 +23,10 @@ in order:
   decodes, and takes at most its share of the queue (``queued / free decoders``), so that the
   clients spread over the decoders instead of all landing in one batch. A batch of unsorted
   lengths spends its last steps on a few long sentences, which keep one core barely busy;
-  the other decoder's batch fills the machine meanwhile (random 32-48 sentence chunks of the
-  cmn-eng test set, zh->en recipe, 2 cores: 270-336 sentences/s on two decoders of one
-  thread against 159-216 on one decoder of two threads, side by side in one process).
+  the other decoder's batch fills the machine meanwhile (random 48- and 64-sentence chunks of
+  the cmn-eng test set, zh->en recipe, 2 cores: 291-349 sentences/s on two decoders of one
+  thread against 159-216 on one decoder of two threads, 1.5-2.2x at equal chunk sizes, side by
+  side in one process).
 - A batch that fails is decoded again one request at a time, so that a request which breaks
   decoding fails alone; the others in its batch are answered.
 

@@ -37,8 +37,6 @@ def label_smoothed_loss(
     Returns:
         The summed smoothed loss, the summed NLL and the token count.
     """
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     return _smoothed_sums(_log_probs(logits), target.reshape(-1), smoothing, pad_id)
 
 
@@ -60,8 +58,6 @@ def rdrop_loss(
         losses plus the KL term, so that its scale (and the learning rate's) is the plain
         loss's; ``nll`` the mean of the two NLLs; ``tokens`` one copy's count.
     """
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     if logits.size(0) != 2 * target.size(0):
         raise ValueError(f"R-Drop needs two passes: {logits.size(0)} rows of logits for "
                          f"{target.size(0)} targets")
@@ -84,6 +80,8 @@ def _log_probs(logits: Tensor) -> Tensor:
 
 def _smoothed_sums(lprobs: Tensor, flat_target: Tensor, smoothing: float, pad_id: int
                    ) -> LossSums:  # fmt: skip
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     keep = flat_target != pad_id
     nll = -lprobs.gather(1, flat_target.unsqueeze(1)).squeeze(1)
     nll = torch.where(keep, nll, torch.zeros_like(nll))

@@ -20,7 +20,7 @@ from nmt import checkpoint as ckpt
 from nmt import perf
 from nmt.config import Config, with_absolute_paths
 from nmt.datautil.batching import PairSource, TokenBatchSampler, shard_batches
-from nmt.datautil.directions import TAGS, BothDirections
+from nmt.datautil.directions import BothDirections
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import DataError
@@ -60,10 +60,11 @@ class TrainingSession:
         self.processor = TextProcessor.load(self.run_dir, cfg.data)
         # Rank 0 fills the token cache; the others then read it instead of tokenizing too.
         corpus: PairSource = self.dist.main_first(lambda: load_train(cfg, self.processor))
-        if cfg.data.directions == "both":  # each pair a second time, the other way round
-            vocab = self.processor.src_vocab
-            corpus = BothDirections(corpus, vocab.token_to_id(TAGS[cfg.data.tgt_lang]),
-                                    vocab.token_to_id(TAGS[cfg.data.src_lang]))  # fmt: skip
+        tag = self.processor.source_tag
+        if tag is not None:  # both directions: each pair a second time, the other way round
+            vocab, back = self.processor.src_vocab, self.processor.reversed().source_tag
+            assert back is not None
+            corpus = BothDirections(corpus, vocab.token_to_id(tag), vocab.token_to_id(back))
         self.corpus = corpus
         if not len(self.corpus):
             raise DataError(f"{cfg.data.train}: no training pairs left after filtering")

@@ -15,7 +15,7 @@ from nmt.checkpoint import checkpoint_for_decoding, load_weights, read_model_wei
 from nmt.config import Config, DecodeConfig, load_config
 from nmt.datautil.directions import config_toward
 from nmt.datautil.glossary import Glossary
-from nmt.datautil.pipeline import TextProcessor
+from nmt.datautil.pipeline import VOCAB_DIR, TextProcessor
 from nmt.datautil.vocab import UNK_ID
 from nmt.decoding import Hypothesis, build_processors
 from nmt.errors import CheckpointError, ConfigError
@@ -356,7 +356,7 @@ def _load_member(run: Path, cfg: Config, processor: TextProcessor, name: str | P
 
 
 def _vocab_files(run: Path) -> dict[str, bytes]:
-    folder = run / "vocab"
+    folder = run / VOCAB_DIR
     if not folder.is_dir():
         return {}
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
