@@ -143,6 +143,11 @@ class TrainConfig:
     # R-Drop (Liang et al. 2021): each batch through the model twice (two dropout masks), plus
     # alpha x the symmetric KL between the two output distributions; 0 = off
     rdrop_alpha: float = 0.0
+    # Subword regularisation of the sentencepiece sides, training batches only (decoding and
+    # validation stay deterministic): each pair is re-segmented by sampling every time it is
+    # batched. A bpe model drops each merge with this probability (BPE-dropout, Provilkov et
+    # al. 2020); a unigram model samples segmentations with this smoothing (Kudo 2018); 0 = off
+    sp_alpha: float = 0.0
     teacher_forcing: float = 1.0  # gru only: probability of feeding the gold previous token
     batch_tokens: int = 4096
     max_steps: int = 0  # 0 = no limit
@@ -438,7 +443,8 @@ def _model_rules(m: ModelConfig, data: DataConfig) -> list[_Rule]:
     ]  # fmt: skip
 
 
-def _train_rules(t: TrainConfig) -> list[_Rule]:
+def _train_rules(t: TrainConfig, data: DataConfig) -> list[_Rule]:
+    sides = (data.src_tokenizer.type, data.tgt_tokenizer.type)
     return [
         (t.lr > 0, "train.lr", "must be > 0"),
         (all(0.0 <= b < 1.0 for b in t.betas), "train.betas", "each must be in [0, 1)"),
@@ -454,6 +460,11 @@ def _train_rules(t: TrainConfig) -> list[_Rule]:
         (t.accum_steps >= 1, "train.accum_steps", "must be >= 1"),
         (0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)"),
         (t.rdrop_alpha >= 0, "train.rdrop_alpha", "must be >= 0 (0 = off)"),
+        (0.0 <= t.sp_alpha < 1.0, "train.sp_alpha", "must be in [0, 1) (0 = off)"),
+        (t.sp_alpha == 0 or "sentencepiece" in sides,
+         "train.sp_alpha data.src_tokenizer data.tgt_tokenizer",
+         "samples sentencepiece segmentations, but neither side uses the sentencepiece "
+         "tokenizer"),
         (0.0 <= t.teacher_forcing <= 1.0, "train.teacher_forcing", "must be in [0, 1]"),
         (t.batch_tokens >= 1, "train.batch_tokens", "must be >= 1"),
         (t.max_steps >= 0, "train.max_steps", "must be >= 0 (0 = no limit)"),
@@ -511,8 +522,8 @@ def _check_values(cfg: Config) -> None:
     _check_finite(cfg)
     _enforce([
         (0 <= cfg.seed < _SEED_LIMIT, "seed", "must be in [0, 2**32)"),
-        *_data_rules(cfg.data), *_model_rules(cfg.model, cfg.data), *_train_rules(cfg.train),
-        *_decode_rules(cfg.decode),
+        *_data_rules(cfg.data), *_model_rules(cfg.model, cfg.data),
+        *_train_rules(cfg.train, cfg.data), *_decode_rules(cfg.decode),
     ])  # fmt: skip
 
 

@@ -190,8 +190,14 @@ def collate_src(seqs: Sequence[Sequence[int] | np.ndarray]) -> tuple[Tensor, Ten
 
 def collate(corpus: PairSource, indices: Sequence[int]) -> Batch:
     """Build the padded batch of the examples ``indices`` (in that order)."""
-    src, src_mask = collate_src([corpus.src(i) for i in indices])
-    tgts = [corpus.tgt(i) for i in indices]
+    return collate_pairs([corpus.src(i) for i in indices], [corpus.tgt(i) for i in indices])
+
+
+def collate_pairs(
+    srcs: Sequence[Sequence[int] | np.ndarray], tgts: Sequence[Sequence[int] | np.ndarray]
+) -> Batch:
+    """The padded batch of source and target id sequences (no specials), pair by pair."""
+    src, src_mask = collate_src(srcs)
     tgt_in, _ = pad_sequences(tgts, prefix=BOS_ID)
     tgt_out, tgt_mask = pad_sequences(tgts, suffix=EOS_ID)
     return Batch(src, src_mask, tgt_in, tgt_out, int(src_mask.sum()), int(tgt_mask.sum()))

@@ -256,6 +256,17 @@ class SentencePieceTokenizer:
     def tokenize(self, text: str) -> list[str]:
         return [p for p in self._sp.encode(text, out_type=str) if p]
 
+    def sample(self, text: str, alpha: float) -> list[str]:
+        """One segmentation of ``text`` drawn at random (subword regularisation): a bpe model
+        drops each merge with probability ``alpha`` (BPE-dropout), a unigram model samples
+        from all segmentations with smoothing ``alpha``; ``alpha`` 0 with bpe is
+        :meth:`tokenize`. The draw comes from sentencepiece's generator: seed it with
+        ``sentencepiece.set_random_generator_seed`` for reproducible draws (one thread here).
+        """
+        pieces = self._sp.encode(text, out_type=str, enable_sampling=True, alpha=alpha,
+                                 nbest_size=-1, num_threads=1)  # fmt: skip
+        return [p for p in pieces if p]
+
     def detokenize(self, tokens: Sequence[str]) -> str:
         # The pieces concatenate to the text (identity normalization, see training), with "▁"
         # for spaces; joining by hand also keeps pieces that the model does not know, such as

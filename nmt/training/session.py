@@ -22,6 +22,7 @@ from nmt.config import Config, with_absolute_paths
 from nmt.datautil.batching import PairSource, TokenBatchSampler, shard_batches
 from nmt.datautil.directions import BothDirections
 from nmt.datautil.pipeline import TextProcessor
+from nmt.datautil.subword_sampling import SubwordSampler
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import DataError
 from nmt.models.factory import build_model, count_parameters
@@ -66,6 +67,8 @@ class TrainingSession:
             assert back is not None
             corpus = BothDirections(corpus, vocab.token_to_id(tag), vocab.token_to_id(back))
         self.corpus = corpus
+        self.subwords = SubwordSampler.for_run(self.processor, cfg.train.sp_alpha,
+                                               cfg.data.max_len)  # fmt: skip
         if not len(self.corpus):
             raise DataError(f"{cfg.data.train}: no training pairs left after filtering")
         self.dev = self.dist.main_first(lambda: load_dev(cfg, self.processor))

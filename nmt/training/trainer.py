@@ -26,6 +26,7 @@ from nmt import checkpoint as ckpt
 from nmt import perf
 from nmt.config import Config, TrainConfig
 from nmt.datautil.batching import Batch, collate
+from nmt.datautil.subword_sampling import batch_seed
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import TrainingError
 from nmt.runtime import autocast
@@ -194,7 +195,12 @@ class Trainer(TrainingSession):
 
     def _step(self, group: list[list[int]]) -> None:
         """One update from the batches ``group`` (lists of example indices)."""
-        batches = [collate(self.corpus, indices) for indices in group]
+        if self.subwords is None:
+            batches = [collate(self.corpus, indices) for indices in group]
+        else:  # train.sp_alpha: the draws of step s are the same in a resumed run
+            seed, step, rank = self.cfg.seed, self.state.step, self.dist.rank
+            batches = [self.subwords.collate(self.corpus, indices, batch_seed(seed, step, k, rank))
+                       for k, indices in enumerate(group)]  # fmt: skip
         local = sum(b.n_tgt_tokens for b in batches)  # known on the host: no device sync
         total = self.dist.sum_tokens(local)  # of all ranks
         set_lr(self.optimizer, self.schedule.lr(self.state.step + 1))

@@ -1,0 +1,176 @@
+"""nmt.datautil.subword_sampling (train.sp_alpha): training batches re-segmented by sampling,
+the text unchanged, reproducible from the seed, the direction tag and <unk> left alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nmt.config import Config, load_config
+from nmt.datautil.batching import collate
+from nmt.datautil.build import build_vocab
+from nmt.datautil.directions import BothDirections
+from nmt.datautil.pipeline import TextProcessor
+from nmt.datautil.subword_sampling import SubwordSampler, batch_seed, known_segmentation
+from nmt.datautil.vocab import UNK_ID
+from nmt.errors import ConfigError
+from nmt.training.data import load_train
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def spm_config(run: Path, *extra: str) -> Config:
+    return load_config(None, [
+        f"run_dir={run}", f"data.train={SAMPLE / 'train.tsv'}", f"data.dev={SAMPLE / 'dev.tsv'}",
+        "data.src_tokenizer.type=sentencepiece", "data.tgt_tokenizer.type=sentencepiece",
+        "data.src_tokenizer.sp_vocab_size=700", "data.tgt_tokenizer.sp_vocab_size=500",
+        *extra,
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["bpe", "unigram"])
+def spm_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> tuple[Config, TextProcessor]:  # fmt: skip
+    kind = request.param
+    cfg = spm_config(tmp_path_factory.mktemp(kind), f"data.src_tokenizer.sp_model_type={kind}",
+                     f"data.tgt_tokenizer.sp_model_type={kind}")  # fmt: skip
+    build_vocab(cfg)
+    return cfg, TextProcessor.load(cfg.run_dir, cfg.data)
+
+
+def texts(processor: TextProcessor, ids: np.ndarray, side: str) -> str:
+    vocab = processor.src_vocab if side == "src" else processor.tgt_vocab
+    tokenizer = processor.src_tokenizer if side == "src" else processor.tgt_tokenizer
+    return tokenizer.detokenize(vocab.decode(ids.tolist()))
+
+
+def test_sampled_pairs_keep_their_text_and_change_their_pieces(
+        spm_run: tuple[Config, TextProcessor]) -> None:  # fmt: skip
+    cfg, processor = spm_run
+    corpus = load_train(cfg, processor)
+    sampler = SubwordSampler(processor, alpha=0.3, max_len=cfg.data.max_len)
+    changed = longer = 0
+    for i in range(len(corpus)):
+        src, tgt = sampler.pair(corpus.src(i), corpus.tgt(i))
+        assert texts(processor, src, "src") == texts(processor, corpus.src(i), "src")
+        assert texts(processor, tgt, "tgt") == texts(processor, corpus.tgt(i), "tgt")
+        changed += src.tolist() != corpus.src(i).tolist()
+        longer += len(tgt) > len(corpus.tgt(i))
+    # (the Chinese side of this small model is mostly single characters: fewer alternatives)
+    assert changed > len(corpus) // 10 and longer > len(corpus) // 4
+
+
+def test_bpe_dropout_of_zero_is_the_cached_segmentation(
+        spm_run: tuple[Config, TextProcessor]) -> None:  # fmt: skip
+    cfg, processor = spm_run
+    if cfg.data.src_tokenizer.sp_model_type != "bpe":
+        pytest.skip("a unigram model samples even at alpha 0 (a flat distribution)")
+    corpus = load_train(cfg, processor)
+    sampler = SubwordSampler(processor, alpha=0.0, max_len=cfg.data.max_len)
+    for i in range(len(corpus)):
+        src, tgt = sampler.pair(corpus.src(i), corpus.tgt(i))
+        assert src.tolist() == corpus.src(i).tolist() and tgt.tolist() == corpus.tgt(i).tolist()
+
+
+def test_a_batch_is_a_function_of_its_seed(spm_run: tuple[Config, TextProcessor]) -> None:
+    cfg, processor = spm_run
+    corpus = load_train(cfg, processor)
+    sampler = SubwordSampler(processor, alpha=0.3, max_len=cfg.data.max_len)
+    indices = list(range(40))
+    a, b = (sampler.collate(corpus, indices, batch_seed(1, 7, 0, 0)) for _ in range(2))
+    c = sampler.collate(corpus, indices, batch_seed(1, 8, 0, 0))
+    assert a.src.equal(b.src) and a.tgt_out.equal(b.tgt_out)
+    assert not (a.src.shape == c.src.shape and a.src.equal(c.src))
+    plain = collate(corpus, indices)
+    assert a.n_tgt_tokens > plain.n_tgt_tokens  # sampled segmentations are longer
+    assert a.src.size(0) == plain.src.size(0) == len(indices)
+
+
+def test_unknown_pieces_too_long_samples_and_the_tag_are_kept(
+        spm_run: tuple[Config, TextProcessor]) -> None:  # fmt: skip
+    cfg, processor = spm_run
+    corpus = load_train(cfg, processor)
+    src = corpus.src(0)
+    with_unk = np.concatenate([src, np.array([UNK_ID], dtype=src.dtype)])
+    sampler = SubwordSampler(processor, alpha=0.5, max_len=cfg.data.max_len)
+    assert sampler.pair(with_unk, corpus.tgt(0))[0].tolist() == with_unk.tolist()
+    short = SubwordSampler(processor, alpha=0.5, max_len=len(src))
+    for _ in range(20):  # a sample longer than max_len falls back to the cached ids
+        assert len(short.pair(src, corpus.tgt(0))[0]) <= len(src)
+
+
+def test_both_directions_sample_each_language_with_its_own_model(tmp_path: Path) -> None:
+    cfg = spm_config(tmp_path, "data.directions=both", "data.joint_vocab=true",
+                     "data.src_tokenizer.sp_vocab_size=900", "data.tgt_tokenizer.sp_vocab_size=900")
+    build_vocab(cfg)
+    processor = TextProcessor.load(cfg.run_dir, cfg.data)
+    vocab = processor.src_vocab
+    forward, backward = (vocab.token_to_id(t) for t in ("<2en>", "<2zh>"))
+    corpus = BothDirections(load_train(cfg, processor), forward, backward)
+    sampler = SubwordSampler(processor, alpha=0.3, max_len=cfg.data.max_len)
+    half = len(corpus) // 2
+    for i in (0, 1, half, half + 1):
+        src, tgt = sampler.pair(corpus.src(i), corpus.tgt(i))
+        assert src[0] == corpus.src(i)[0] in (forward, backward)
+        text = processor.src_tokenizer.detokenize(vocab.decode(src[1:].tolist()))
+        assert text == processor.src_tokenizer.detokenize(vocab.decode(corpus.src(i)[1:].tolist()))
+        assert texts(processor, tgt, "tgt") == texts(processor, corpus.tgt(i), "tgt")
+
+
+def test_sp_alpha_needs_a_sentencepiece_side_and_a_probability(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="train.sp_alpha.*neither side"):
+        load_config(None, ["train.sp_alpha=0.1"])  # jieba and moses by default
+    with pytest.raises(ConfigError, match=r"train.sp_alpha.*\[0, 1\)"):
+        spm_config(tmp_path, "train.sp_alpha=1.0")
+    assert spm_config(tmp_path, "train.sp_alpha=0.1").train.sp_alpha == 0.1
+
+
+def test_the_sampler_is_on_only_with_an_alpha(spm_run: tuple[Config, TextProcessor]) -> None:
+    _, processor = spm_run
+    assert SubwordSampler.for_run(processor, 0.0, 60) is None
+    assert isinstance(SubwordSampler.for_run(processor, 0.1, 60), SubwordSampler)
+
+
+def test_unknown_sampled_pieces_fall_back_to_the_cached_ones_between_shared_cuts() -> None:
+    from nmt.datautil.vocab import Vocabulary
+
+    vocab = Vocabulary(["▁明年", "▁去", "▁", "去", "巴黎", "巴", "黎", "。"])
+    cached = ["▁明年", "▁去", "巴黎", "。"]
+    # "明" and "年" are unknown: the span up to the next shared cut (after "▁明年") is cached;
+    # "▁" "去" and "巴" "黎" are known samples and stay.
+    sampled = ["▁", "明", "年", "▁", "去", "巴", "黎", "。"]
+    assert known_segmentation(cached, sampled, vocab) == ["▁明年", "▁", "去", "巴", "黎", "。"]
+    assert known_segmentation(cached, ["▁明年", "▁去", "巴黎"], vocab) is None  # not one string
+    # cuts that cross: the chunk runs to the first cut both share
+    crossing = ["▁明", "年▁去", "巴黎", "。"]
+    assert known_segmentation(cached, crossing, vocab) == ["▁明年", "▁去", "巴黎", "。"]
+
+
+def test_training_samples_its_batches_and_resumes_exactly(tmp_path: Path) -> None:
+    from nmt.training.trainer import train
+
+    tiny = ["model.d_model=32", "model.enc_layers=1", "model.dec_layers=1", "model.heads=2",
+            "model.ff_size=64", "train.batch_tokens=400", "train.warmup_steps=4",
+            "train.log_every=1", "train.valid_every=100", "train.threads=1"]  # fmt: skip
+
+    def run(name: str, steps: int, alpha: float, resume: bool = False) -> dict[int, float]:
+        cfg = spm_config(tmp_path / name, *tiny, f"train.max_steps={steps}",
+                         f"train.sp_alpha={alpha}")  # fmt: skip
+        if not resume:
+            build_vocab(cfg)
+        train(cfg, resume=resume)
+        lines = (tmp_path / name / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines]
+        return {r["step"]: r["loss"] for r in records if r["event"] == "train"}
+
+    whole = run("whole", 6, 0.2)
+    run("resumed", 3, 0.2)
+    resumed = run("resumed", 6, 0.2, resume=True)
+    assert sorted(resumed) == list(range(1, 7))
+    assert all(abs(resumed[s] - whole[s]) <= 1e-6 * abs(whole[s]) for s in whole)
+    plain = run("plain", 6, 0.0)
+    assert any(abs(plain[s] - whole[s]) > 1e-4 for s in whole)  # the batches were sampled
