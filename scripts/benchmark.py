@@ -26,7 +26,8 @@ What is measured, per model:
   whole process on the test set with beam 5 (wall time and peak RSS); it runs with
   ``OMP_NUM_THREADS`` set to ``--threads``, which torch's default thread count follows.
 - ``nmt serve`` (section ``serve``): the server on loopback, greedy, with 1, 8 and 64
-  concurrent clients each sending one sentence per request (``scripts/serve_load.py``):
+  concurrent clients each sending one sentence per request (``scripts/serve_load.py``), with
+  continuous batching (the default) and then batch by batch (``--no-continuous``):
   sentences/s and p50/p99 latency, next to the offline Translator of the same model measured
   in the same job just before (batch-64 greedy throughput from text, and the latency of a
   one-sentence ``translate`` call);
@@ -318,8 +319,6 @@ def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
     Translator of the same model just before: batch-64 greedy throughput and the latency of a
     one-sentence call (both from text, as the server decodes)."""
     import gc
-    import signal
-    import urllib.request
 
     sys.path.insert(0, str(REPO / "scripts"))
     import serve_load
@@ -344,14 +343,37 @@ def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
     del translator
     gc.collect()
 
+    rows: list[dict[str, Any]] = []
+    exits: list[int | None] = []
+    # Continuous batching (the default) and batch by batch, each its own server, one after
+    # the other in this job: their ratio is the comparison.
+    for mode, flag in (("continuous", "--continuous"), ("batch by batch", "--no-continuous")):
+        mode_rows, exit_code = _serve_rows(spec, lines, greedy, flag)
+        rows += [{**row, "mode": mode} for row in mode_rows]
+        exits.append(exit_code)
+    return {"sentences": len(lines), "precision": precision, "offline_b64_sent_per_s": offline,
+            "single_call_ms": {"p50": 1000 * statistics.median(singles),
+                               "p99": serve_load.percentile_ms(sorted(singles), 99)},
+            "rows": rows, "server_exit": exits}
+
+
+def _serve_rows(spec: dict[str, Any], lines: list[str], greedy: dict[str, Any], flag: str
+                ) -> tuple[list[dict[str, Any]], int | None]:  # fmt: skip
+    """One ``nmt serve`` (with ``flag``) under 1, 8 and 64 clients; its rows and exit code."""
+    import signal
+    import urllib.request
+
+    import serve_load
+
     port = serve_load.free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "nmt", "serve", "--model", spec["run_dir"], "--port", str(port),
-           "--device", spec["device"]]
+           "--device", spec["device"], flag]
     for key, value in greedy.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
-    with open(spec["log"], "wb") as log:
+    rows = []
+    with open(spec["log"], "ab") as log:
         server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         try:
             deadline = time.monotonic() + 180
@@ -363,7 +385,6 @@ def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
                     if server.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"nmt serve did not start; see {spec['log']}") from None
                     time.sleep(0.2)
-            rows = []
             for clients in (1, 8, 64):
                 requests = spec["requests"] if clients > 1 else max(50, spec["requests"] // 10)
                 requests = max(requests, 2 * clients)
@@ -378,10 +399,7 @@ def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
                 server.wait(60)
             except subprocess.TimeoutExpired:
                 server.kill()
-    return {"sentences": len(lines), "precision": precision, "offline_b64_sent_per_s": offline,
-            "single_call_ms": {"p50": 1000 * statistics.median(singles),
-                               "p99": serve_load.percentile_ms(sorted(singles), 99)},
-            "rows": rows, "server_exit": server.returncode}
+    return rows, server.returncode
 
 
 def job_export_ctranslate2(spec: dict[str, Any]) -> dict[str, Any]:
@@ -873,8 +891,9 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{1000 / single['p50']:,.1f} | - | {single['p50']:.1f} ms "
                          f"| {single['p99']:.1f} ms | - |")
             for r in sv["rows"]:
+                mode = r.get("mode", "batch by batch")
                 lines.append(
-                    f"| {name} | {r['clients']} client(s), 1 sentence/request "
+                    f"| {name} | {mode}: {r['clients']} client(s), 1 sentence/request "
                     f"| {r['sentences_per_s']:,.1f} | {100 * r['sentences_per_s'] / offline:.0f}% "
                     f"| {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['errors']} |")
         lines.append("")

@@ -74,9 +74,10 @@ def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
         assert quantized == ({("greedy", 64), ("beam", 64)} if int8_available() else set())
         assert ("translate_int8" in m) == int8_available()
         serve = m["serve"]  # the server answered every request, from each client count
-        assert [r["clients"] for r in serve["rows"]] == [1, 8, 64]
+        assert [r["clients"] for r in serve["rows"]] == [1, 8, 64] * 2
+        assert [r["mode"] for r in serve["rows"]] == ["continuous"] * 3 + ["batch by batch"] * 3
         assert all(r["errors"] == 0 and r["sentences_per_s"] > 0 for r in serve["rows"])
-        assert serve["offline_b64_sent_per_s"] > 0 and serve["server_exit"] == 0
+        assert serve["offline_b64_sent_per_s"] > 0 and serve["server_exit"] == [0, 0]
         if name == "tiny_transformer":  # exported and decoded by CTranslate2 too
             engines = {r["engine"] for r in m["ctranslate2"]["rows"]}
             assert {"nmt fp32", "ctranslate2 fp32", "ctranslate2 int8"} <= engines

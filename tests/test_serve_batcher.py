@@ -307,3 +307,155 @@ def test_close_drains_the_queue_and_then_refuses() -> None:
         assert [await j for j in jobs] == [[f"k:S{i}"] for i in range(5)]
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- continuous batching
+
+
+class FakeStream:
+    """A stream whose sentence ``s`` takes ``len(s)`` steps and ends as ``key:S``; records the
+    rows of every step. ``BOOM`` makes the step it is in fail; a gate can hold the steps."""
+
+    def __init__(self, key: Any, log: list[tuple[Any, int]], gate: threading.Event) -> None:
+        self.key, self.log, self.gate = key, log, gate
+        self.rows: list[tuple[Any, str, int]] = []  # ticket, sentence, steps left
+
+    @property
+    def live(self) -> int:
+        return len(self.rows)
+
+    def add(self, sentences: list[str], tickets: list[Any]) -> list[tuple[Any, str]]:
+        done = [(t, f"{self.key}:") for s, t in zip(sentences, tickets, strict=True) if not s]
+        self.rows += [(t, s, len(s)) for s, t in zip(sentences, tickets, strict=True) if s]
+        return done
+
+    def step(self) -> list[tuple[Any, str]]:
+        self.gate.wait(10)
+        self.log.append((self.key, len(self.rows)))
+        if any("BOOM" in s for _, s, _ in self.rows):
+            raise RuntimeError("the step broke")
+        self.rows = [(t, s, n - 1) for t, s, n in self.rows]
+        ended = [(t, f"{self.key}:{s.upper()}") for t, s, n in self.rows if n == 0]
+        self.rows = [row for row in self.rows if row[2] > 0]
+        return ended
+
+
+def run_streaming(test: Callable[[Batcher[Any, str], list[tuple[Any, int]], threading.Event],
+                                 Awaitable[None]], streams: Callable[[Any], bool] = lambda k: True,
+                  **settings: Any) -> Decoder:  # fmt: skip
+    decoder = Decoder()
+    log: list[tuple[Any, int]] = []
+    gate = threading.Event()
+    gate.set()
+
+    def stream(key: Any) -> FakeStream | None:
+        return FakeStream(key, log, gate) if streams(key) else None
+
+    async def main() -> None:
+        options = {"max_batch": 8, "max_wait": 0.005, "max_queue": 64, **settings}
+        batcher: Batcher[Any, str] = Batcher(decoder, stream=stream, **options)
+        await batcher.start()
+        try:
+            await test(batcher, log, gate)
+        finally:
+            gate.set()
+            await batcher.close()
+
+    asyncio.run(main())
+    return decoder
+
+
+def test_streamed_requests_join_a_running_batch_and_leave_it_as_they_end() -> None:
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        long = asyncio.create_task(batcher.submit("k", ["x" * 30]))
+        await until(lambda: len(log) >= 2)  # decoding, alone
+        short = await batcher.submit("k", ["ab", "c"])  # joins it; answered while it goes on
+        assert short == ["k:AB", "k:C"] and not long.done()
+        assert await long == ["k:" + "X" * 30]
+        assert max(rows for _, rows in log) == 3 and log[-1] == ("k", 1)
+        assert len(log) == 30  # the long sentence's steps: the others ran inside them
+
+    decoder = run_streaming(test)
+    assert decoder.calls == []  # nothing went batch by batch
+
+
+def test_many_streamed_clients_each_get_their_own_sentences() -> None:
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        async def client(i: int) -> None:
+            for r in range(5):
+                words = [f"c{i}r{r}" + "z" * (i % 7), f"w{i}"]
+                assert await batcher.submit("k", words) == [f"k:{w.upper()}" for w in words]
+
+        await asyncio.gather(*(client(i) for i in range(24)))
+        assert max(rows for _, rows in log) <= 8  # max_batch
+
+    run_streaming(test)
+
+
+def test_a_request_of_other_options_waits_for_the_stream_to_drain_then_goes() -> None:
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        gate.clear()
+        first = asyncio.create_task(batcher.submit("k", ["aaaa"]))
+        await until(lambda: batcher.queued == 0)
+        other = asyncio.create_task(batcher.submit("beam", ["b"]))  # decoded batch by batch
+        later = asyncio.create_task(batcher.submit("k", ["c"]))  # behind it: not joining
+        await asyncio.sleep(0.02)
+        gate.set()
+        assert await first == ["k:AAAA"] and await other == ["beam:B"] and await later == ["k:C"]
+        assert max(rows for key, rows in log if key == "k") == 1
+
+    decoder = run_streaming(test, streams=lambda key: key == "k")
+    assert [call[0] for call in decoder.calls] == ["beam"]
+
+
+def test_prefixed_requests_go_batch_by_batch_and_empty_sentences_at_once() -> None:
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        assert await batcher.submit("k", ["ab"], ["P"]) == ["k:AB+P"]
+        assert await batcher.submit("k", ["", "ab", ""]) == ["k:", "k:AB", "k:"]
+
+    decoder = run_streaming(test)
+    assert [call[1] for call in decoder.calls] == [["ab"]]
+
+
+def test_a_failing_step_fails_its_requests_and_the_next_batch_goes_on() -> None:
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        gate.clear()
+        broken = asyncio.create_task(batcher.submit("k", ["xBOOMx"]))
+        await until(lambda: batcher.queued == 0)
+        with_it = asyncio.create_task(batcher.submit("k", ["ok"]))
+        await asyncio.sleep(0.02)
+        gate.set()
+        for task in (broken, with_it):
+            with pytest.raises(RuntimeError, match="the step broke"):
+                await task
+        assert await batcher.submit("k", ["fine"]) == ["k:FINE"]
+
+    run_streaming(test)
+
+
+def test_two_streaming_decoders_share_the_sentences() -> None:
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        gate.clear()
+        tasks = [asyncio.create_task(batcher.submit("k", ["x" * 20])) for _ in range(8)]
+        await until(lambda: batcher.queued == 0)
+        gate.set()
+        assert [await t for t in tasks] == [["k:" + "X" * 20]] * 8
+        assert max(rows for _, rows in log) == 4  # 8 sentences, 2 decoders: 4 each
+
+    run_streaming(test, workers=2, max_batch=64)
+
+
+def test_a_request_larger_than_max_batch_streams_alone() -> None:
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        words = [f"w{i}" for i in range(12)]
+        assert await batcher.submit("k", words) == [f"k:{w.upper()}" for w in words]
+        assert max(rows for _, rows in log) == 12
+
+    run_streaming(test, max_batch=8)

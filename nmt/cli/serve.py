@@ -63,6 +63,11 @@ def serve(
                             "requests (never when the decoder is idle).",
                             rich_help_panel=_LIMITS)
     ] = _DEFAULT.max_wait_ms,
+    continuous: Annotated[
+        bool, typer.Option(help="Plain greedy requests to a Transformer join and leave a "
+                           "batch that keeps decoding (continuous batching).",
+                           rich_help_panel=_LIMITS)
+    ] = _DEFAULT.continuous,
     max_queue: Annotated[
         int, typer.Option(help="Sentences that may wait; beyond, 503 with Retry-After.",
                           rich_help_panel=_LIMITS)
@@ -99,7 +104,7 @@ def serve(
     settings = ServeSettings(
         host=host, port=port, api_key=api_key, max_body_bytes=max_body_bytes,
         max_sentences=max_sentences, max_chars=max_chars, max_batch=max_batch,
-        workers=workers, max_wait_ms=max_wait_ms, max_queue=max_queue, timeout=timeout,
-        max_beam_size=max_beam_size)
+        workers=workers, max_wait_ms=max_wait_ms, continuous=continuous, max_queue=max_queue,
+        timeout=timeout, max_beam_size=max_beam_size)
     run_server(model, settings, device=device, checkpoint=checkpoint, precision=precision,
                defaults=decode)

@@ -76,6 +76,11 @@ class Embedder(nn.Module):
         table = self.table if self.learned is None else self.learned.weight
         return self.dropout(self.embed(ids) * self.scale + table[offset:end])
 
+    def at(self, ids: Tensor, positions: Tensor) -> Tensor:
+        """``(rows, 1)`` ids, each row at its own position ``positions`` ``(rows,)``."""
+        table = self.table if self.learned is None else self.learned.weight
+        return self.dropout(self.embed(ids) * self.scale + table[positions].unsqueeze(1))
+
 
 class FeedForward(nn.Sequential):
     """Position-wise ``FFN(x) = max(0, x W_1 + b_1) W_2 + b_2`` (§3.3), with ``dropout`` on
@@ -135,15 +140,18 @@ class DecoderLayer(nn.Module):
 
     def forward(
         self, x: Tensor, memory_kv: KV, mask: Tensor, cache: KV | None = None,
-        need_weights: bool = False,
+        need_weights: bool = False, self_mask: Tensor | None = None,
     ) -> tuple[Tensor, KV, Tensor | None]:
         """``x`` ``(batch, len, d)``; without ``cache`` the whole prefix, causally masked.
+        ``self_mask`` ``(batch, 1, 1, past + 1)``: the cached keys each row may see (rows that
+        joined a running batch later have padding in front, see :func:`join_states`).
 
         Returns the output, this layer's self-attention keys/values (the new cache) and the
         cross-attention weights ``(batch, len, src_len)`` when ``need_weights``.
         """
         pre = self.pre_norm
-        a, kv = self.self_attn(self.norm1(x) if pre else x, causal=cache is None, cache=cache)
+        a, kv = self.self_attn(self.norm1(x) if pre else x, mask=self_mask,
+                               causal=cache is None, cache=cache)  # fmt: skip
         x = x + self.dropout(a) if pre else self.norm1(x + self.dropout(a))
         c, weights = self.cross_attn(self.norm2(x) if pre else x, memory_kv, mask, need_weights)
         x = x + self.dropout(c) if pre else self.norm2(x + self.dropout(c))
@@ -171,6 +179,10 @@ class TransformerState:
     need_attention: bool = False
     group: int = 1  # target rows per source row: rows = batch * group
     grouped_dtype: torch.dtype | None = None  # attention dtype once grouped, if another one
+    # Rows decoding at positions of their own (continuous batching, :func:`join_states`):
+    # each row's next position (rows,) and the cached keys it may see (rows, 1, 1, steps).
+    positions: Tensor | None = None
+    self_mask: Tensor | None = None
 
     def select(self, index: Tensor, same_source: bool = False) -> TransformerState:
         """Rows ``index`` (``(new_rows,)`` long) of the target side, for beam search.
@@ -185,6 +197,8 @@ class TransformerState:
             self,
             self_kv=_pick(self.self_kv, index),
             prefix=None if self.prefix is None else self.prefix.index_select(0, index),
+            positions=None if self.positions is None else self.positions.index_select(0, index),
+            self_mask=None if self.self_mask is None else self.self_mask.index_select(0, index),
         )
         if same_source:
             return new
@@ -215,6 +229,82 @@ def _cast(kvs: tuple[KV, ...], dtype: torch.dtype) -> tuple[KV, ...]:
 
 def _pick(kvs: tuple[KV, ...], index: Tensor) -> tuple[KV, ...]:
     return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in kvs)
+
+
+# ------------------------------------------------------------- continuous batching
+
+
+def own_positions(state: TransformerState) -> TransformerState:
+    """``state`` (cached, one target row per source row) with a position and a key mask per
+    row, so that it can be joined with others (:func:`join_states`)."""
+    if state.positions is not None:
+        return state
+    if state.prefix is not None or state.group != 1:
+        raise ValueError("only a cached state of one row per sentence decodes row by row")
+    rows = state.mask.size(0)
+    device = state.mask.device
+    return replace(state, positions=torch.full((rows,), state.steps, device=device),
+                   self_mask=torch.ones(rows, 1, 1, state.steps, dtype=torch.bool,
+                                        device=device))  # fmt: skip
+
+
+def join_states(first: TransformerState, second: TransformerState) -> TransformerState:
+    """One state decoding the rows of both (continuous batching: sentences join a batch that
+    is already decoding). The shorter source side is padded (masked), and the shorter
+    self-attention cache is padded in front (masked), so that every row appends its next key
+    at the same column while keeping its own position."""
+    a, b = own_positions(first), own_positions(second)
+    assert a.self_mask is not None and b.self_mask is not None
+    assert a.positions is not None and b.positions is not None
+    src_len = max(a.mask.size(-1), b.mask.size(-1))
+    steps = max(a.steps, b.steps)
+
+    def source(kvs: tuple[KV, ...], length: int) -> tuple[KV, ...]:
+        pad = (0, 0, 0, src_len - length)  # (hd, src_len) dims of (rows, heads, len, hd)
+        return tuple((F.pad(k, pad), F.pad(v, pad)) for k, v in kvs)
+
+    def past(kvs: tuple[KV, ...], length: int) -> tuple[KV, ...]:
+        pad = (0, 0, steps - length, 0)  # in front
+        return tuple((F.pad(k, pad), F.pad(v, pad)) for k, v in kvs)
+
+    a_len, b_len = a.mask.size(-1), b.mask.size(-1)
+    memory_kv = tuple(
+        (torch.cat([ka, kb]), torch.cat([va, vb]))
+        for (ka, va), (kb, vb) in zip(source(a.memory_kv, a_len), source(b.memory_kv, b_len),
+                                      strict=True)  # fmt: skip
+    )
+    self_kv = tuple(
+        (torch.cat([ka, kb]), torch.cat([va, vb]))
+        for (ka, va), (kb, vb) in zip(past(a.self_kv, a.steps), past(b.self_kv, b.steps),
+                                      strict=True)  # fmt: skip
+    )
+    mask = torch.cat([F.pad(a.mask, (0, src_len - a_len)), F.pad(b.mask, (0, src_len - b_len))])
+    self_mask = torch.cat([F.pad(a.self_mask, (steps - a.steps, 0)),
+                           F.pad(b.self_mask, (steps - b.steps, 0))])  # fmt: skip
+    return replace(a, memory_kv=memory_kv, mask=mask, self_kv=self_kv, steps=steps,
+                   positions=torch.cat([a.positions, b.positions]), self_mask=self_mask,
+                   need_attention=a.need_attention or b.need_attention)  # fmt: skip
+
+
+def trim_states(state: TransformerState) -> TransformerState:
+    """``state`` without the cache columns that no row may see and the source columns that
+    are padding in every row (left behind by rows that ended); one host sync."""
+    if state.self_mask is None or state.mask.size(0) == 0:
+        return state
+    seen = state.self_mask.reshape(state.self_mask.size(0), -1).any(dim=0)
+    real = state.mask.reshape(state.mask.size(0), -1).any(dim=0)
+    first = int(seen.int().argmax()) if bool(seen.any()) else state.steps
+    src_len = int(real.nonzero().max()) + 1 if bool(real.any()) else state.mask.size(-1)
+    if first == 0 and src_len == state.mask.size(-1):
+        return state
+    return replace(
+        state,
+        self_kv=tuple((k[:, :, first:], v[:, :, first:]) for k, v in state.self_kv),
+        self_mask=state.self_mask[..., first:],
+        steps=state.steps - first,
+        memory_kv=tuple((k[:, :, :src_len], v[:, :, :src_len]) for k, v in state.memory_kv),
+        mask=state.mask[..., :src_len],
+    )
 
 
 class Transformer(Seq2Seq[TransformerState]):
@@ -262,15 +352,20 @@ class Transformer(Seq2Seq[TransformerState]):
         return tuple(layer.cross_attn.project_memory(memory) for layer in layers)
 
     def _decode(
-        self, tgt: Tensor, offset: int, memory_kv: tuple[KV, ...], mask: Tensor,
+        self, tgt: Tensor, offset: int | Tensor, memory_kv: tuple[KV, ...], mask: Tensor,
         caches: tuple[KV, ...] | None = None, need_weights: bool = False,
+        self_mask: Tensor | None = None,
     ) -> tuple[Tensor, tuple[KV, ...], Tensor | None]:
-        """Decoder stack over ``tgt`` ``(batch, len)`` at positions ``offset..``.
+        """Decoder stack over ``tgt`` ``(batch, len)`` at positions ``offset..`` (a tensor:
+        one position per row, ``len`` 1).
 
         Returns the final hidden states ``(batch, len, d)``, every layer's self-attention
         keys/values, and the last layer's cross-attention weights if ``need_weights``.
         """
-        x = self.tgt_embedder(tgt, offset)
+        if isinstance(offset, Tensor):
+            x = self.tgt_embedder.at(tgt, offset)
+        else:
+            x = self.tgt_embedder(tgt, offset)
         new_caches: list[KV] = []
         weights = None
         last = len(self.decoder_layers) - 1
@@ -278,7 +373,8 @@ class Transformer(Seq2Seq[TransformerState]):
             if caches is None and self._dropped():  # training only: no cache is kept then
                 continue
             cache = None if caches is None else caches[i]
-            x, kv, weights = layer(x, memory_kv[i], mask, cache, need_weights and i == last)
+            x, kv, weights = layer(x, memory_kv[i], mask, cache, need_weights and i == last,
+                                   self_mask)  # fmt: skip
             new_caches.append(kv)
         return self.decoder_norm(x), tuple(new_caches), weights
 
@@ -310,7 +406,16 @@ class Transformer(Seq2Seq[TransformerState]):
     ) -> tuple[Tensor, TransformerState, Tensor | None]:
         """``(batch,)`` previous tokens -> logits ``(batch, vocab)``, new state, weights."""
         need = state.need_attention
-        if state.prefix is None:  # cached: run the newest position only
+        if state.positions is not None:  # rows at positions of their own
+            assert state.self_mask is not None
+            self_mask = F.pad(state.self_mask, (0, 1), value=True)  # each row sees itself
+            h, caches, weights = self._decode(
+                prev_tokens.unsqueeze(1), state.positions, state.memory_kv, state.mask,
+                state.self_kv, need, self_mask,
+            )
+            new_state = replace(state, self_kv=caches, steps=state.steps + 1,
+                                positions=state.positions + 1, self_mask=self_mask)  # fmt: skip
+        elif state.prefix is None:  # cached: run the newest position only
             tgt = prev_tokens.unsqueeze(1)
             h, caches, weights = self._decode(
                 tgt, state.steps, state.memory_kv, state.mask, state.self_kv, need

@@ -29,6 +29,14 @@ in order:
   side in one process).
 - A batch that fails is decoded again one request at a time, so that a request which breaks
   decoding fails alone; the others in its batch are answered.
+- **Continuous batching where the decoding allows it.** For keys that ``stream`` opens a
+  :class:`Stream` for (``nmt serve``: plain greedy search of a Transformer), a decoder does
+  not decode batch by batch: its batch keeps decoding while sentences join it between two
+  steps and leave it as they end, each request answered as soon as its last sentence ends
+  (:mod:`nmt.decoding.continuous`). A decoder takes at most its share of what is decoding
+  and queued (``(queued + decoding) / decoders``, and ``max_batch``), so the decoders stay
+  equally full; it never waits for company (a request that comes a step later joins then).
+  A step that fails fails the requests decoding in it.
 
 Requests with ``alone=True`` (seeded sampling, whose samples depend on the batch) are never
 batched with another.
@@ -44,17 +52,40 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
-__all__ = ["Batcher", "DecodeFn", "QueueFull", "RequestTimeout", "ShuttingDown"]
+__all__ = ["Batcher", "DecodeFn", "QueueFull", "RequestTimeout", "ShuttingDown", "Stream",
+           "StreamFn"]
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 Prefixes = Sequence[str | None] | None
 # decode(key, sentences, prefixes) -> one result per sentence, in order
 DecodeFn = Callable[[K, list[str], list[str | None] | None], Sequence[T]]
+
+
+class Stream(Protocol[T_co]):
+    """A batch that sentences join and leave while it decodes (one thread drives it)."""
+
+    @property
+    def live(self) -> int:
+        """Sentences decoding."""
+        ...
+
+    def add(self, sentences: list[str], tickets: list[Hashable]) -> Sequence[tuple[Hashable, T_co]]:
+        """Start decoding ``sentences``; the results of those that need no decoding."""
+        ...
+
+    def step(self) -> Sequence[tuple[Hashable, T_co]]:
+        """One decoding step; the results of the sentences that ended."""
+        ...
+
+
+# stream(key) -> a Stream for requests with that key, or None: decode them batch by batch
+StreamFn = Callable[[K], "Stream[T] | None"]
 
 
 class QueueFull(Exception):
@@ -83,6 +114,13 @@ class _Job(Generic[K]):
     alone: bool
     future: asyncio.Future[list[Any]]
     taken: bool = False  # out of the queue: decoding, or done
+    results: list[Any] = field(default_factory=list)  # streamed: per sentence, once it ends
+    pending: int = 0  # streamed: sentences not ended yet
+
+    @property
+    def streamable(self) -> bool:
+        """Whether it may join a running batch: not alone, no forced prefixes."""
+        return not self.alone and (self.prefixes is None or all(p is None for p in self.prefixes))
 
 
 @dataclass
@@ -91,6 +129,7 @@ class _Lane:
 
     expected: int = 0  # sentences to wait for: its last batch's, and those queued meanwhile
     last_end: float = -math.inf  # when its last batch ended (time.perf_counter)
+    live: int = 0  # streaming: sentences in its running batch
 
 
 @dataclass
@@ -120,11 +159,14 @@ class Batcher(Generic[K, T]):
         on_batch: called on the event loop with each batch's sentences and decoding seconds.
         workers: batches decoded at once, each on a thread of its own (see above); ``decode``
             must then be safe to call from several threads.
+        stream: ``stream(key)`` -> a :class:`Stream` that decodes requests with that key by
+            continuous batching, or None (see above); None: every key batch by batch.
+            ``on_batch`` then sees each step (the sentences in it and its seconds).
     """
 
     def __init__(self, decode: DecodeFn[K, T], *, max_batch: int, max_wait: float,
                  max_queue: int, on_batch: Callable[[int, float], None] | None = None,
-                 workers: int = 1) -> None:  # fmt: skip
+                 workers: int = 1, stream: StreamFn[K, T] | None = None) -> None:  # fmt: skip
         if workers < 1:
             raise ValueError(f"workers: expected at least 1, got {workers}")
         self._decode = decode
@@ -141,6 +183,9 @@ class Batcher(Generic[K, T]):
         self._free = workers  # decoders not decoding
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="nmt-serve-decode")
         self._rate = _Rate()  # of one decoder
+        self._stream = stream
+        self._streams: dict[K, bool] = {}  # whether a key streams (asked once per key)
+        self._streaming = 0  # sentences in the running batches of all decoders
 
     @property
     def queued(self) -> int:
@@ -201,6 +246,11 @@ class Batcher(Generic[K, T]):
                 self._arrival.clear()
                 await self._arrival.wait()
                 continue
+            head = self._jobs[0]
+            session = self._open_stream(head.key) if head.streamable else None
+            if session is not None:
+                await self._run_stream(lane, head.key, session)
+                continue
             await self._wait_for_company(lane)
             if not self._jobs:  # another decoder took them meanwhile
                 continue
@@ -224,6 +274,81 @@ class Batcher(Generic[K, T]):
                     job.future.set_exception(outcome)
                 else:
                     job.future.set_result(outcome)
+
+    def _open_stream(self, key: K) -> Stream[T] | None:
+        if self._stream is None or self._streams.get(key) is False:
+            return None
+        session = self._stream(key)
+        if len(self._streams) > 1024:  # option sets seen: keep the memo bounded
+            self._streams.clear()
+        self._streams[key] = session is not None
+        return session
+
+    async def _run_stream(self, lane: _Lane, key: K, session: Stream[T]) -> None:
+        """Decode requests with ``key`` by continuous batching until none is left decoding or
+        queued: before each step, take queued requests with that key up to this decoder's
+        share; after it, answer the requests whose sentences have all ended."""
+        loop = asyncio.get_running_loop()
+        decoding: list[_Job[K]] = []  # jobs with sentences in the running batch
+        self._free -= 1
+        try:
+            while True:
+                share = math.ceil((self._queued + self._streaming) / self._workers)
+                joining = self._take_key(key, min(share, self._max_batch), lane.live)
+                if not joining and not lane.live:
+                    return
+                added = sum(len(job.sentences) for job in joining)
+                lane.live += added
+                self._streaming += added
+                decoding.extend(joining)
+                started = time.perf_counter()
+                try:
+                    ended = await loop.run_in_executor(self._threads, _advance, session, joining)
+                except Exception as e:  # the batch is gone with it: fail what was in it
+                    log.warning("a decoding step of %d sentences failed (%s: %s)",
+                                lane.live, type(e).__name__, e)
+                    for job in decoding:
+                        if job.pending and not job.future.done():
+                            job.future.set_exception(e)
+                    self._streaming -= lane.live
+                    lane.live = 0
+                    return
+                seconds = time.perf_counter() - started
+                self._rate.update(len(ended), seconds)
+                if self._on_batch is not None:
+                    self._on_batch(lane.live, seconds)
+                for (job, index), result in ended:
+                    job.results[index] = result
+                    job.pending -= 1
+                    if not job.pending and not job.future.done():  # (done: it timed out)
+                        job.future.set_result(job.results)
+                lane.live -= len(ended)
+                self._streaming -= len(ended)
+                if ended:
+                    decoding = [job for job in decoding if job.pending]
+        finally:
+            self._free += 1
+
+    def _take_key(self, key: K, limit: int, live: int) -> list[_Job[K]]:
+        """The jobs at the head of the queue with ``key`` (not alone), in order, while the
+        running batch of ``live`` sentences stays within ``limit``; a job larger than that
+        goes alone into an empty batch. A job of another key (or with prefixes) at the head
+        stops the taking:
+        the batch then drains and the decoder turns to it (first come, first served)."""
+        taken: list[_Job[K]] = []
+        size = 0
+        while self._jobs and live + size < limit:
+            job = self._jobs[0]
+            n = len(job.sentences)
+            if job.key != key or not job.streamable or (live + size + n > limit
+                                                         and (size or live)):  # fmt: skip
+                break
+            self._jobs.popleft()
+            job.taken, job.results, job.pending = True, [None] * n, n
+            taken.append(job)
+            size += n
+        self._queued -= size
+        return taken
 
     async def _wait_for_company(self, lane: _Lane) -> None:
         """Wait, at most until ``max_wait`` after this decoder's previous batch ended, for the
@@ -306,3 +431,16 @@ class Batcher(Generic[K, T]):
             outcomes.append(results[start:start + len(job.sentences)])
             start += len(job.sentences)
         return outcomes
+
+
+def _advance(session: Stream[T], joining: list[_Job[Any]]
+             ) -> list[tuple[tuple[_Job[Any], int], T]]:  # fmt: skip
+    """In the worker thread: the ``joining`` jobs' sentences join ``session``, which then
+    decodes one step; the sentences that ended (ticket: job and sentence index)."""
+    ended: list[tuple[Hashable, T]] = []
+    for job in joining:
+        tickets: list[Hashable] = [(job, i) for i in range(len(job.sentences))]
+        ended.extend(session.add(job.sentences, tickets))
+    if session.live:
+        ended.extend(session.step())
+    return [(cast(tuple[_Job[Any], int], ticket), result) for ticket, result in ended]

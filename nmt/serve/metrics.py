@@ -40,10 +40,12 @@ class ServeMetrics:
                                  ["endpoint"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.sentences = Counter("nmt_sentences", "Sentences translated.", ["endpoint"],
                                  registry=self.registry)
-        self.batch_sentences = Histogram("nmt_batch_sentences", "Sentences per decoded batch.",
-                                         buckets=_BATCH_BUCKETS, registry=self.registry)
-        self.batch_seconds = Histogram("nmt_batch_seconds", "Decoding time per batch.",
-                                       buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.batch_sentences = Histogram(
+            "nmt_batch_sentences", "Sentences per decoded batch (continuous batching: per step).",
+            buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.batch_seconds = Histogram(
+            "nmt_batch_seconds", "Decoding time per batch (continuous batching: per step).",
+            buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.queue = Gauge("nmt_queue_sentences", "Sentences waiting for the decoder.",
                            registry=self.registry)
         self.queue.set_function(queue_length)

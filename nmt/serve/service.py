@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +21,12 @@ from nmt import perf
 from nmt.config import DecodeConfig
 from nmt.datautil.zh_script import OutputScript
 from nmt.errors import ConfigError, NmtError
-from nmt.serve.batcher import Batcher, QueueFull, RequestTimeout, ShuttingDown
+from nmt.serve.batcher import Batcher, QueueFull, RequestTimeout, ShuttingDown, Stream
 from nmt.serve.metrics import ServeMetrics
 from nmt.serve.protocol import ApiError
 from nmt.serve.settings import ServeSettings
 from nmt.translate import Translation, Translator
+from nmt.translate.streaming import StreamingGreedy
 
 __all__ = ["SERVER_OPTIONS", "DecodeRequest", "TranslationService"]
 
@@ -76,7 +77,7 @@ class TranslationService:
         self.batcher: Batcher[DecodeRequest, dict[str, Any]] = Batcher(
             self._decode, max_batch=settings.max_batch, max_wait=settings.max_wait_ms / 1000,
             max_queue=settings.max_queue, on_batch=self._observe_batch,
-            workers=workers)
+            workers=workers, stream=self._stream if settings.continuous else None)
         self.metrics = ServeMetrics(lambda: self.batcher.queued)
 
     # ------------------------------------------------------------------ options
@@ -157,6 +158,14 @@ class TranslationService:
             with_attention=request.attention)
         return [self._json(r, request.attention) for r in results]
 
+    def _stream(self, request: DecodeRequest) -> Stream[dict[str, Any]] | None:
+        """Continuous batching for the requests it can serve: plain greedy search of a
+        Transformer, without attention (see :meth:`Translator.stream`)."""
+        if request.attention or request.seed is not None:
+            return None
+        session = self.translator.stream(request.options)
+        return None if session is None else _JsonStream(session, self._json)
+
     def _json(self, result: Translation, attention: bool) -> dict[str, Any]:
         out = result.to_dict()
         if attention:
@@ -174,6 +183,26 @@ class TranslationService:
 
     def _observe_batch(self, sentences: int, seconds: float) -> None:
         self.metrics.observe_batch(sentences, seconds)
+
+
+class _JsonStream:
+    """A :class:`~nmt.translate.streaming.StreamingGreedy` whose results are the JSON of each
+    translation (what :meth:`TranslationService._decode` returns for a batch)."""
+
+    def __init__(self, session: StreamingGreedy,
+                 to_json: Callable[[Translation, bool], dict[str, Any]]) -> None:  # fmt: skip
+        self._session, self._to_json = session, to_json
+
+    @property
+    def live(self) -> int:
+        return self._session.live
+
+    def add(self, sentences: list[str], tickets: list[Hashable]
+            ) -> list[tuple[Hashable, dict[str, Any]]]:  # fmt: skip
+        return [(t, self._to_json(r, False)) for t, r in self._session.add(sentences, tickets)]
+
+    def step(self) -> list[tuple[Hashable, dict[str, Any]]]:
+        return [(t, self._to_json(r, False)) for t, r in self._session.step()]
 
 
 def _frozen(options: Mapping[str, Any]) -> Hashable | None:

@@ -23,6 +23,7 @@ from nmt.models.ensemble import Ensemble
 from nmt.models.factory import build_model
 from nmt.models.interface import Seq2Seq
 from nmt.models.registry import model_kind, source_token_limit
+from nmt.models.transformer import Transformer
 from nmt.runtime import precision_name, select_device
 from nmt.translate.postprocess import (
     PreparedSource,
@@ -35,6 +36,7 @@ from nmt.translate.precision import prepare_precision
 from nmt.translate.result import Translation
 from nmt.translate.scheduling import decode_batches
 from nmt.translate.sources import call_options, check_call, prepare_source, target_word_ids
+from nmt.translate.streaming import StreamingGreedy
 
 if TYPE_CHECKING:
     from nmt.translate.ctranslate2_engine import CTranslate2Translator
@@ -219,6 +221,21 @@ class Translator:
                             "the length limit", line, nb[0].unmet)
                 results[line - 1] = dataclasses.replace(result, unmet_terms=nb[0].unmet)
         return results if return_details else [r.translation for r in results]
+
+    def stream(self, options: DecodeConfig) -> StreamingGreedy | None:
+        """A batch that sentences join and leave while it decodes (continuous batching, see
+        :mod:`nmt.translate.streaming`), for plain greedy search of a Transformer: no
+        processors, no ``replace_unk`` (it needs the attention), no ensemble. None otherwise:
+        then :meth:`translate` is the way."""
+        model = self.model
+        plain = (options.strategy == "greedy" and not options.replace_unk
+                 and not build_processors(options, self._target_words))  # fmt: skip
+        if not plain or not isinstance(model, Transformer):
+            return None
+        return StreamingGreedy(model, self.processor, options, device=self.device,
+                               autocast_dtype=self._autocast_dtype,
+                               max_src_tokens=self.max_src_tokens,
+                               max_len_cap=self._max_len_cap)  # fmt: skip
 
     def decode_config(self, options: DecodeConfig | Mapping[str, Any] | None = None,
                       **overrides: Any) -> DecodeConfig:  # fmt: skip
