@@ -3,7 +3,9 @@
 A thin ASGI app (Starlette under uvicorn) over one :class:`~nmt.translate.Translator`:
 
 - ``app.py``: the routes, the lifespan (start and drain the batcher) and errors as data;
-- ``batcher.py``: concurrent requests decoded together, one worker thread, one model;
+- ``batcher.py``: concurrent requests decoded together (batch by batch, or by continuous
+  batching for plain greedy requests), worker threads, one model;
+- ``service.py``: the Translator, its batcher and the option rules both APIs share;
 - ``settings.py``: the limits and batching knobs (the options of ``nmt serve``);
 - ``native.py``: ``POST /v1/translate`` (options, prefixes, n-best, attention);
 - ``libretranslate.py``: LibreTranslate's ``/translate``, ``/languages`` and ``/detect``;
