@@ -36,8 +36,8 @@ from nmt.models.transformer import (
 
 __all__ = ["ContinuousGreedy"]
 
-# Compact the batch (drop ended rows) once this share of it has ended, or before rows join:
-# re-indexing the key/value cache costs about one step.
+# Compact the batch (drop ended rows) once this share of it has ended: re-indexing the
+# key/value cache costs about one step (as a join does), so not after every ending.
 _COMPACT_FRACTION = 0.25
 
 
@@ -83,7 +83,6 @@ class ContinuousGreedy:
             return
         limits = max_lengths(src_mask, self._a, self._b, self._cap).tolist()
         new = own_positions(self.model.encode(src, src_mask))
-        self._compact(force=True)
         self._state = new if self._state is None else join_states(self._state, new)
         bos = torch.full((src.size(0),), BOS_ID, dtype=torch.long, device=src.device)
         self._prev = bos if self._prev is None else torch.cat([self._prev, bos])
@@ -113,7 +112,7 @@ class ContinuousGreedy:
             if ended or len(row.tokens) >= row.limit:
                 row.done = True
                 finished.append((row.ticket, self._hypothesis(row, ended)))
-        self._compact(force=False)
+        self._compact()
         if self._state is not None and self.live < len(self._rows):
             # Ended rows still step until compacted: keep them within the position table.
             assert self._state.positions is not None
@@ -128,12 +127,10 @@ class ContinuousGreedy:
         tokens = row.tokens[:-1] if ended else list(row.tokens)
         return Hypothesis(tokens, row.score, norm, None, ended)
 
-    def _compact(self, force: bool) -> None:
-        """Drop the ended rows (always with ``force``, else once enough have ended)."""
+    def _compact(self) -> None:
+        """Drop the ended rows, once enough have ended."""
         ended = len(self._rows) - self.live
-        if self._state is None or not ended:
-            return
-        if not force and ended < _COMPACT_FRACTION * len(self._rows):
+        if self._state is None or not ended or ended < _COMPACT_FRACTION * len(self._rows):
             return
         keep = [i for i, row in enumerate(self._rows) if not row.done]
         if not keep:
