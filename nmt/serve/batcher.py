@@ -184,7 +184,7 @@ class Batcher(Generic[K, T]):
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="nmt-serve-decode")
         self._rate = _Rate()  # of one decoder
         self._stream = stream
-        self._streams: dict[K, bool] = {}  # whether a key streams (asked once per key)
+        self._streams: dict[K, bool] = {}  # False: stream(key) was None (not asked again)
         self._streaming = 0  # sentences in the running batches of all decoders
 
     @property
