@@ -27,7 +27,7 @@ What is measured, per model:
   ``OMP_NUM_THREADS`` set to ``--threads``, which torch's default thread count follows.
 - ``nmt serve`` (section ``serve``): the server on loopback, greedy, with 1, 8 and 64
   concurrent clients each sending one sentence per request (``scripts/serve_load.py``), with
-  continuous batching (the default) and then batch by batch (``--no-continuous``):
+  continuous batching (``--continuous``) and then batch by batch (the default):
   sentences/s and p50/p99 latency, next to the offline Translator of the same model measured
   in the same job just before (batch-64 greedy throughput from text, and the latency of a
   one-sentence ``translate`` call);
@@ -345,7 +345,7 @@ def job_serve(spec: dict[str, Any]) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     exits: list[int | None] = []
-    # Continuous batching (the default) and batch by batch, each its own server, one after
+    # Continuous batching and batch by batch (the default), each its own server, one after
     # the other in this job: their ratio is the comparison.
     for mode, flag in (("continuous", "--continuous"), ("batch by batch", "--no-continuous")):
         mode_rows, exit_code = _serve_rows(spec, lines, greedy, flag)

@@ -403,3 +403,28 @@ def test_many_clients_at_once_each_get_their_own_translations(translator: Transl
     assert got == close_scores(expected)
     batches = re.search(r"^nmt_batch_sentences_count (\S+)$", metrics, re.MULTILINE)
     assert batches is not None and float(batches[1]) < len(sentences)  # some went together
+
+
+def test_many_greedy_clients_stream_through_one_running_batch(translator: Translator) -> None:
+    sentences = [f"{i}号房间在哪里？" if i % 2 else f"我有{i}只猫。" for i in range(32)]
+    expected = offline(translator, sentences, strategy="greedy")
+    settings = ServeSettings(max_batch=8, workers=2, continuous=True)
+    with live_server(create_app(translator, settings)) as url:
+        async def one(client: httpx.AsyncClient, sentence: str) -> dict[str, Any]:
+            response = await client.post("/v1/translate", json={
+                "sentences": [sentence], "options": {"strategy": "greedy"}})
+            assert response.status_code == 200, response.text
+            return response.json()["translations"][0]  # type: ignore[no-any-return]
+
+        async def everyone() -> list[dict[str, Any]]:
+            limits = httpx.Limits(max_connections=len(sentences))
+            async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+                return await asyncio.gather(*(one(client, s) for s in sentences))
+
+        got = asyncio.run(everyone())
+        metrics = httpx.get(f"{url}/metrics").text
+    assert got == close_scores(expected)
+    steps = re.search(r"^nmt_batch_sentences_count (\S+)$", metrics, re.MULTILINE)
+    rows = re.search(r"^nmt_batch_sentences_sum (\S+)$", metrics, re.MULTILINE)
+    assert steps is not None and rows is not None
+    assert float(rows[1]) > float(steps[1])  # steps decoded several sentences at once

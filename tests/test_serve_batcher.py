@@ -331,6 +331,7 @@ class FakeStream:
 
     def step(self) -> list[tuple[Any, str]]:
         self.gate.wait(10)
+        time.sleep(0.002)  # a step takes time: requests can arrive during a batch
         self.log.append((self.key, len(self.rows)))
         if any("BOOM" in s for _, s, _ in self.rows):
             raise RuntimeError("the step broke")

@@ -30,13 +30,14 @@ in order:
 - A batch that fails is decoded again one request at a time, so that a request which breaks
   decoding fails alone; the others in its batch are answered.
 - **Continuous batching where the decoding allows it.** For keys that ``stream`` opens a
-  :class:`Stream` for (``nmt serve``: plain greedy search of a Transformer), a decoder does
-  not decode batch by batch: its batch keeps decoding while sentences join it between two
-  steps and leave it as they end, each request answered as soon as its last sentence ends
-  (:mod:`nmt.decoding.continuous`). A decoder takes at most its share of what is decoding
-  and queued (``(queued + decoding) / decoders``, and ``max_batch``), so the decoders stay
-  equally full; it never waits for company (a request that comes a step later joins then).
-  A step that fails fails the requests decoding in it.
+  :class:`Stream` for (``nmt serve --continuous``: plain greedy search of a Transformer), a
+  decoder does not decode batch by batch: its batch keeps decoding, in its worker thread,
+  while sentences join it between two steps and leave it as they end, each request answered
+  as soon as its last sentence ends (:mod:`nmt.decoding.continuous`). Queued sentences join
+  once they are a quarter of the batch or after 4 steps (a join costs about a step), at most
+  the decoder's share of what is decoding and queued (``(queued + decoding) / decoders``, and
+  ``max_batch``), so the decoders stay equally full; an empty decoder never waits for
+  company. A step that fails fails the requests decoding in it.
 
 Requests with ``alone=True`` (seeded sampling, whose samples depend on the batch) are never
 batched with another.
@@ -47,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -86,6 +88,13 @@ class Stream(Protocol[T_co]):
 
 # stream(key) -> a Stream for requests with that key, or None: decode them batch by batch
 StreamFn = Callable[[K], "Stream[T] | None"]
+
+
+def _join_now(live: int, queued: int, since_join: int) -> bool:
+    """Whether queued sentences join a running batch before this step: joining costs about a
+    step (encoding the newcomers and copying the batch's key/value cache), so the newcomers
+    wait until they are a quarter of the batch, or for at most 4 steps."""
+    return live == 0 or (queued > 0 and (4 * queued >= live or since_join >= 4))
 
 
 class QueueFull(Exception):
@@ -186,6 +195,9 @@ class Batcher(Generic[K, T]):
         self._stream = stream
         self._streams: dict[K, bool] = {}  # False: stream(key) was None (not asked again)
         self._streaming = 0  # sentences in the running batches of all decoders
+        # Streaming decoders take jobs from their worker thread, between steps: the queue's
+        # changes (and the job's taken flag) are made under this lock on either side.
+        self._lock = threading.Lock()
 
     @property
     def queued(self) -> int:
@@ -222,17 +234,19 @@ class Batcher(Generic[K, T]):
             raise QueueFull(self._queued, self._retry_after())
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         job = _Job(key, sentences, prefixes, alone, future)
-        self._jobs.append(job)
-        self._queued += len(sentences)
+        with self._lock:
+            self._jobs.append(job)
+            self._queued += len(sentences)
         self._arrival.set()
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise RequestTimeout(f"not translated within {timeout:g} s") from None
         finally:
-            if not job.taken:  # timed out or cancelled while queued: the decoder never sees it
-                self._jobs.remove(job)
-                self._queued -= len(sentences)
+            with self._lock:
+                if not job.taken:  # timed out or cancelled while queued: never decoded
+                    self._jobs.remove(job)
+                    self._queued -= len(sentences)
 
     # ------------------------------------------------------------------ the event-loop side
 
@@ -254,7 +268,8 @@ class Batcher(Generic[K, T]):
             await self._wait_for_company(lane)
             if not self._jobs:  # another decoder took them meanwhile
                 continue
-            batch = self._take(math.ceil(self._queued / self._free))
+            with self._lock:
+                batch = self._take(math.ceil(self._queued / self._free))
             size = sum(len(job.sentences) for job in batch)
             self._free -= 1
             started = time.perf_counter()
@@ -286,48 +301,70 @@ class Batcher(Generic[K, T]):
 
     async def _run_stream(self, lane: _Lane, key: K, session: Stream[T]) -> None:
         """Decode requests with ``key`` by continuous batching until none is left decoding or
-        queued: before each step, take queued requests with that key up to this decoder's
-        share; after it, answer the requests whose sentences have all ended."""
+        queued. The worker thread steps on its own (a round trip through the event loop per
+        step would leave it idle whenever the loop is busy with HTTP): before a step it takes
+        queued requests with that key up to this decoder's share, after it hands the ended
+        sentences to the event loop, which answers each request once all of its have ended."""
         loop = asyncio.get_running_loop()
-        decoding: list[_Job[K]] = []  # jobs with sentences in the running batch
         self._free -= 1
         try:
-            while True:
-                share = math.ceil((self._queued + self._streaming) / self._workers)
-                joining = self._take_key(key, min(share, self._max_batch), lane.live)
+            await loop.run_in_executor(self._threads, self._stream_steps, lane, key, session, loop)
+        finally:
+            self._free += 1
+
+    def _stream_steps(self, lane: _Lane, key: K, session: Stream[T],
+                      loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        """In the worker thread: the steps of one running batch (see :meth:`_run_stream`)."""
+        decoding: list[_Job[K]] = []  # jobs with sentences in the running batch
+        since_join = 0  # steps since sentences last joined
+        while True:
+            with self._lock:
+                joining: list[_Job[K]] = []
+                if _join_now(lane.live, self._queued, since_join):
+                    share = math.ceil((self._queued + self._streaming) / self._workers)
+                    joining = self._take_key(key, min(share, self._max_batch), lane.live)
                 if not joining and not lane.live:
                     return
                 added = sum(len(job.sentences) for job in joining)
                 lane.live += added
                 self._streaming += added
-                decoding.extend(joining)
-                started = time.perf_counter()
-                try:
-                    ended = await loop.run_in_executor(self._threads, _advance, session, joining)
-                except Exception as e:  # the batch is gone with it: fail what was in it
-                    log.warning("a decoding step of %d sentences failed (%s: %s)",
-                                lane.live, type(e).__name__, e)
-                    for job in decoding:
-                        if job.pending and not job.future.done():
-                            job.future.set_exception(e)
+            since_join = 0 if joining else since_join + 1
+            decoding.extend(joining)
+            started = time.perf_counter()
+            try:
+                ended = _advance(session, joining)
+            except Exception as e:  # the batch is gone with it: fail what was in it
+                log.warning("a decoding step of %d sentences failed (%s: %s)",
+                            lane.live, type(e).__name__, e)
+                failed = [job for job in decoding if job.pending]
+                loop.call_soon_threadsafe(_fail, failed, e)
+                with self._lock:
                     self._streaming -= lane.live
                     lane.live = 0
-                    return
-                seconds = time.perf_counter() - started
-                self._rate.update(len(ended), seconds)
-                if self._on_batch is not None:
-                    self._on_batch(lane.live, seconds)
-                for (job, index), result in ended:
-                    job.results[index] = result
-                    job.pending -= 1
-                    if not job.pending and not job.future.done():  # (done: it timed out)
-                        job.future.set_result(job.results)
+                return
+            seconds = time.perf_counter() - started
+            rows = lane.live
+            answered = []
+            for (job, index), result in ended:
+                job.results[index] = result
+                job.pending -= 1
+                if not job.pending:
+                    answered.append(job)
+            with self._lock:
                 lane.live -= len(ended)
                 self._streaming -= len(ended)
-                if ended:
-                    decoding = [job for job in decoding if job.pending]
-        finally:
-            self._free += 1
+            if ended:
+                decoding = [job for job in decoding if job.pending]
+            loop.call_soon_threadsafe(self._stepped, answered, rows, len(ended), seconds)
+
+    def _stepped(self, answered: list[_Job[K]], rows: int, ended: int, seconds: float) -> None:
+        """On the event loop, after a streaming step: answer the requests it completed."""
+        self._rate.update(ended, seconds)
+        if self._on_batch is not None:
+            self._on_batch(rows, seconds)
+        for job in answered:
+            if not job.future.done():  # (done: it timed out)
+                job.future.set_result(job.results)
 
     def _take_key(self, key: K, limit: int, live: int) -> list[_Job[K]]:
         """The jobs at the head of the queue with ``key`` (not alone), in order, while the
@@ -444,3 +481,9 @@ def _advance(session: Stream[T], joining: list[_Job[Any]]
     if session.live:
         ended.extend(session.step())
     return [(cast(tuple[_Job[Any], int], ticket), result) for ticket, result in ended]
+
+
+def _fail(jobs: list[_Job[Any]], error: Exception) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)

@@ -37,8 +37,9 @@ class ServeSettings:
         max_wait_ms: how long a batch may wait for more requests after the previous batch,
             when that batch was larger (see :class:`nmt.serve.batcher.Batcher`).
         continuous: plain greedy requests to a Transformer join and leave a batch that keeps
-            decoding (continuous batching, :mod:`nmt.decoding.continuous`); off: batch by
-            batch, as every other request.
+            decoding (continuous batching, :mod:`nmt.decoding.continuous`); off (the default:
+            slower under load on a 2-core CPU, see the README): batch by batch, as every
+            other request.
         max_queue: sentences waiting for the decoder; beyond it a request gets 503 with
             Retry-After.
         timeout: a request not answered in this many seconds (queue and decoding) gets 504.
@@ -55,7 +56,7 @@ class ServeSettings:
     max_batch: int = 64
     workers: int = 0
     max_wait_ms: float = 5.0
-    continuous: bool = True
+    continuous: bool = False
     max_queue: int = 1024
     timeout: float = 30.0
     max_beam_size: int = 16
