@@ -384,21 +384,29 @@ def test_the_page_is_served_and_loads_nothing_from_elsewhere(client: TestClient)
     assert error_of(client.get("/static/nope.js"), 404)
 
 
+def at_once(url: str, sentences: list[str], options: dict[str, Any] | None = None
+            ) -> list[dict[str, Any]]:  # fmt: skip
+    """Each sentence's translation, every sentence its own client, all at once."""
+    extra = {"options": options} if options else {}
+
+    async def one(client: httpx.AsyncClient, sentence: str) -> dict[str, Any]:
+        response = await client.post("/v1/translate", json={"sentences": [sentence], **extra})
+        assert response.status_code == 200, response.text
+        return response.json()["translations"][0]  # type: ignore[no-any-return]
+
+    async def everyone() -> list[dict[str, Any]]:
+        limits = httpx.Limits(max_connections=len(sentences))
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+            return await asyncio.gather(*(one(client, s) for s in sentences))
+
+    return asyncio.run(everyone())
+
+
 def test_many_clients_at_once_each_get_their_own_translations(translator: Translator) -> None:
     sentences = [f"{i}号房间在哪里？" if i % 2 else f"我有{i}只猫。" for i in range(32)]
     expected = offline(translator, sentences)  # one batch offline; the server batches its own
     with live_server(create_app(translator, ServeSettings(max_batch=8, workers=2))) as url:
-        async def one(client: httpx.AsyncClient, sentence: str) -> dict[str, Any]:
-            response = await client.post("/v1/translate", json={"sentences": [sentence]})
-            assert response.status_code == 200, response.text
-            return response.json()["translations"][0]  # type: ignore[no-any-return]
-
-        async def everyone() -> list[dict[str, Any]]:
-            limits = httpx.Limits(max_connections=len(sentences))
-            async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-                return await asyncio.gather(*(one(client, s) for s in sentences))
-
-        got = asyncio.run(everyone())
+        got = at_once(url, sentences)
         metrics = httpx.get(f"{url}/metrics").text
     assert got == close_scores(expected)
     batches = re.search(r"^nmt_batch_sentences_count (\S+)$", metrics, re.MULTILINE)
@@ -410,18 +418,7 @@ def test_many_greedy_clients_stream_through_one_running_batch(translator: Transl
     expected = offline(translator, sentences, strategy="greedy")
     settings = ServeSettings(max_batch=8, workers=2, continuous=True)
     with live_server(create_app(translator, settings)) as url:
-        async def one(client: httpx.AsyncClient, sentence: str) -> dict[str, Any]:
-            response = await client.post("/v1/translate", json={
-                "sentences": [sentence], "options": {"strategy": "greedy"}})
-            assert response.status_code == 200, response.text
-            return response.json()["translations"][0]  # type: ignore[no-any-return]
-
-        async def everyone() -> list[dict[str, Any]]:
-            limits = httpx.Limits(max_connections=len(sentences))
-            async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-                return await asyncio.gather(*(one(client, s) for s in sentences))
-
-        got = asyncio.run(everyone())
+        got = at_once(url, sentences, {"strategy": "greedy"})
         metrics = httpx.get(f"{url}/metrics").text
     assert got == close_scores(expected)
     steps = re.search(r"^nmt_batch_sentences_count (\S+)$", metrics, re.MULTILINE)
