@@ -267,3 +267,20 @@ def test_ctrl_c_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
     assert "Traceback" not in err, err[-2000:]
     _assert_nothing_trusted(run)
     assert not _descendants(proc.pid)
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_is_told_why_its_workers_die(tmp_path: Path) -> None:
+    corpus = _tsv(tmp_path / "big.tsv", [(f"[{i}] {en}", f"[{i}]{zh}")
+                                         for i in range(10000) for en, zh in TINY_TRAIN])
+    script = tmp_path / "unguarded.py"  # what a first script with the Python API looks like
+    script.write_text(
+        "from nmt.config import load_config\n"
+        "from nmt.datautil.build import build_vocab\n"
+        f"build_vocab(load_config(None, ['run_dir={tmp_path / 'run'}', 'data.train={corpus}', "
+        f"'data.dev={SAMPLE_DIR / 'dev.tsv'}']), workers=2)\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    assert f"{script} starts the work at import" in proc.stderr
+    assert 'put the calls under if __name__ == "__main__":' in proc.stderr

@@ -228,6 +228,24 @@ def _pool_context() -> Any:
     return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
 
 
+def _unguarded_main() -> str:
+    """A hint when the program is a script without ``if __name__ == "__main__":``: each worker
+    imports the main script again (as multiprocessing does outside fork), which then starts
+    the work again in the worker instead of the worker's own job, and the worker dies."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or getattr(main, "__spec__", None) is not None or not path:
+        return ""
+    try:
+        source = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    if "__name__" in source:
+        return ""
+    return (f"; or: {path} starts the work at import, and each worker process imports it "
+            f"again: put the calls under if __name__ == \"__main__\":")
+
+
 def process_chunks(chunks: Iterator[RawChunk], data_cfg: DataConfig,
                    spm: tuple[str | None, str | None] | None, workers: int
                    ) -> Iterator[ChunkResult]:
@@ -256,7 +274,7 @@ def process_chunks(chunks: Iterator[RawChunk], data_cfg: DataConfig,
     except BrokenProcessPool:
         raise DataError(
             "a tokenizing worker process died (killed, or out of memory?); nothing was "
-            "written: run again, with fewer --workers if memory is short"
+            "written: run again, with fewer --workers if memory is short" + _unguarded_main()
         ) from None
     finally:
         for f in pending:
