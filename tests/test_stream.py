@@ -207,8 +207,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _start_big_build(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    # Big enough that tokenizing outlasts the test's signal by seconds on a loaded machine
+    # (10,000 copies finished first once, and the build rightly exited 0).
     corpus = _tsv(tmp_path / "big.tsv", [(f"[{i}] {en}", f"[{i}]{zh}")
-                                         for i in range(10000) for en, zh in TINY_TRAIN])
+                                         for i in range(40000) for en, zh in TINY_TRAIN])
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "nmt", "build-vocab", "--run-dir", str(run), "--train",
@@ -261,6 +263,7 @@ def test_a_killed_worker_stops_the_build_with_one_line(tmp_path: Path) -> None:
 def test_ctrl_c_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
     proc, run = _start_big_build(tmp_path)
     _wait_for_workers(proc, 2)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
