@@ -152,7 +152,7 @@ class TrainConfig:
     batch_tokens: int = 4096
     max_steps: int = 0  # 0 = no limit
     max_epochs: int = 30
-    time_limit_minutes: float = 0.0  # 0 = no limit; wall-clock budget for recipes
+    time_limit_minutes: float = 0.0  # 0 = no limit; the run's wall-clock budget, across resumes
     # Keep the model as it is after these wall-clock minutes (checkpoints/minute-25): a
     # budget's score, measured later. Minutes count across resumes.
     snapshot_minutes: tuple[float, ...] = ()

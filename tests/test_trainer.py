@@ -276,6 +276,19 @@ def test_time_limit_stops_cleanly_with_validation_and_checkpoint(
     assert ckpt.read_checkpoint(tmp_path).step == result.step
 
 
+def test_time_limit_counts_the_whole_run_across_resumes(vocab_dir: Path, tmp_path: Path) -> None:
+    limit = "train.time_limit_minutes=0.003"
+    first = train(tiny_config(tmp_path, vocab_dir, limit, "train.valid_every=1000"))
+    assert first.status == "time_limit"
+    # The budget is spent: a resume with the same limit takes no step (a per-session clock
+    # would give it another 0.18 s of training).
+    again = train(tiny_config(tmp_path, vocab_dir, limit, "train.valid_every=1000"), resume=True)
+    assert again.status == "time_limit" and again.step == first.step
+    longer = train(tiny_config(tmp_path, vocab_dir, "train.time_limit_minutes=0.006",
+                               "train.valid_every=1000"), resume=True)  # fmt: skip
+    assert longer.status == "time_limit" and longer.step > first.step
+
+
 def test_second_run_reads_the_token_cache(
     reference: dict[str, Any], vocab_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

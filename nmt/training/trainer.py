@@ -179,8 +179,10 @@ class Trainer(TrainingSession):
 
     def _stop_reason(self) -> str | None:
         t, s = self.cfg.train, self.state
-        session = time.monotonic() - self.session_start
-        time_up = bool(t.time_limit_minutes and session >= 60 * t.time_limit_minutes)
+        # The budget is the run's, not the session's (as snapshot_minutes): a recipe interrupted
+        # and resumed trains as long as one that ran through. A finished run is extended by
+        # resuming with a larger train.time_limit_minutes.
+        time_up = bool(t.time_limit_minutes and self._elapsed() >= 60 * t.time_limit_minutes)
         # Signals and clocks are per process: every rank must stop at the same step.
         self.signum, time_up = self.dist.agree_stop(self.signals.signum, time_up)
         if self.signum is not None:
