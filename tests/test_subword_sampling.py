@@ -76,18 +76,41 @@ def test_bpe_dropout_of_zero_is_the_cached_segmentation(
         assert src.tolist() == corpus.src(i).tolist() and tgt.tolist() == corpus.tgt(i).tolist()
 
 
-def test_a_batch_is_a_function_of_its_seed(spm_run: tuple[Config, TextProcessor]) -> None:
+def test_an_epoch_sample_is_a_function_of_its_seed(spm_run: tuple[Config, TextProcessor]) -> None:
     cfg, processor = spm_run
     corpus = load_train(cfg, processor)
     sampler = SubwordSampler(processor, alpha=0.3, max_len=cfg.data.max_len)
-    indices = list(range(40))
-    a, b = (sampler.collate(corpus, indices, batch_seed(1, 7, 0, 0)) for _ in range(2))
-    c = sampler.collate(corpus, indices, batch_seed(1, 8, 0, 0))
-    assert a.src.equal(b.src) and a.tgt_out.equal(b.tgt_out)
-    assert not (a.src.shape == c.src.shape and a.src.equal(c.src))
-    plain = collate(corpus, indices)
-    assert a.n_tgt_tokens > plain.n_tgt_tokens  # sampled segmentations are longer
-    assert a.src.size(0) == plain.src.size(0) == len(indices)
+    a, b = (sampler.sample_corpus(corpus, batch_seed(1, 7)) for _ in range(2))
+    c = sampler.sample_corpus(corpus, batch_seed(1, 8))
+    assert len(a) == len(c) == len(corpus)
+    assert np.array_equal(a.src_ids, b.src_ids) and np.array_equal(a.tgt_ids, b.tgt_ids)
+    assert not np.array_equal(a.tgt_offsets, c.tgt_offsets)
+    assert a.tgt_lengths().sum() > corpus.tgt_lengths().sum()  # sampled segmentations are longer
+    for i in range(len(corpus)):
+        assert texts(processor, a.tgt(i), "tgt") == texts(processor, corpus.tgt(i), "tgt")
+
+
+def test_training_packs_batches_by_the_sampled_lengths(tmp_path: Path) -> None:
+    from nmt.training.session import TrainingSession
+
+    # Packed by the cached lengths, a sampled batch came out up to twice the budget wide.
+    budget = 300
+    cfg = spm_config(tmp_path, "train.sp_alpha=0.3", f"train.batch_tokens={budget}",
+                     "model.d_model=32", "model.enc_layers=1", "model.dec_layers=1",
+                     "model.heads=2", "model.ff_size=64")  # fmt: skip
+    build_vocab(cfg)
+    session = TrainingSession(cfg)
+    cached = session.corpus
+    for epoch in (0, 1):
+        data = session._epoch_data(epoch)
+        assert data.corpus is not cached and len(data.corpus) == len(cached)
+        for indices in data.batches:
+            batch = collate(data.corpus, indices)
+            width = max(batch.src.size(1), batch.tgt_out.size(1))
+            assert len(indices) == 1 or len(indices) * width <= budget
+        assert sorted(i for b in data.batches for i in b) == list(range(len(cached)))
+    assert not np.array_equal(session._epoch_data(0).corpus.tgt_ids,
+                              session._epoch_data(1).corpus.tgt_ids)  # fmt: skip
 
 
 def test_unknown_pieces_too_long_samples_and_the_tag_are_kept(

@@ -68,7 +68,7 @@ class TokenizedCorpus:
 
     @classmethod
     def from_lists(
-        cls, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]
+        cls, src: Sequence[Sequence[int] | np.ndarray], tgt: Sequence[Sequence[int] | np.ndarray]
     ) -> TokenizedCorpus:
         """Pack id lists (one per example, the same number on both sides)."""
         if len(src) != len(tgt):
@@ -125,7 +125,7 @@ class TokenizedCorpus:
         return corpus
 
 
-def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+def _flatten(seqs: Sequence[Sequence[int] | np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])

@@ -7,13 +7,17 @@ of the next batch. Since each epoch's batch list is a pure function of ``(seed, 
 the checkpoint holds weights, optimizer, schedule, counters and every RNG state, a resumed run
 repeats the uninterrupted one exactly (on CPU). In a data-parallel run every rank computes the
 same epoch list and takes its own shard of it (equal lengths), so the position means the same
-on every rank and one checkpoint resumes them all.
+on every rank and one checkpoint resumes them all. With ``train.sp_alpha`` an epoch's data is
+the corpus re-segmented by sampling from ``(seed, epoch)`` too, and its batches are packed by
+those lengths.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from nmt import checkpoint as ckpt
@@ -22,7 +26,7 @@ from nmt.config import Config, with_absolute_paths
 from nmt.datautil.batching import PairSource, TokenBatchSampler, shard_batches
 from nmt.datautil.directions import BothDirections
 from nmt.datautil.pipeline import TextProcessor
-from nmt.datautil.subword_sampling import SubwordSampler
+from nmt.datautil.subword_sampling import SubwordSampler, batch_seed
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import DataError
 from nmt.models.factory import build_model, count_parameters
@@ -37,6 +41,17 @@ from nmt.training.schedule import LRSchedule
 from nmt.training.state import TrainState, restore_rng, unpack_rank_rng
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpochData:
+    """One epoch's examples and this rank's batches of them (lists of indices into ``corpus``):
+    the run's corpus, or with ``train.sp_alpha`` that epoch's sampled segmentation of it."""
+
+    epoch: int
+    corpus: PairSource
+    sampler: TokenBatchSampler
+    batches: Sequence[list[int]]
 
 
 class TrainingSession:
@@ -75,7 +90,7 @@ class TrainingSession:
         self.sampler = TokenBatchSampler(
             self.corpus.src_lengths(), self.corpus.tgt_lengths(), cfg.train.batch_tokens, cfg.seed
         )
-        self._epoch_cache: tuple[int, Sequence[list[int]]] = (-1, [])
+        self._epoch_cache: EpochData | None = None
         src_size, tgt_size = len(self.processor.src_vocab), len(self.processor.tgt_vocab)
         self.model = build_model(
             cfg.model, src_size, tgt_size, shared_vocab=self.processor.joint, pad_id=PAD_ID
@@ -126,11 +141,12 @@ class TrainingSession:
                  s.batch_in_epoch)  # fmt: skip
 
     def _describe(self) -> None:
-        batches = self._epoch_batches(self.state.epoch)
+        data = self._epoch_data(self.state.epoch)
         where = f" on each of {self.dist.world} processes" if self.dist.world > 1 else ""
         log.info(
             "%d training pairs, %d batches per epoch%s (padding %.1f%%), %d parameters, %s%s",
-            len(self.corpus), len(batches), where, 100 * self.sampler.padding_fraction(batches),
+            len(self.corpus), len(data.batches), where,
+            100 * data.sampler.padding_fraction(data.batches),
             count_parameters(self.model), self.device, f" {self.dtype}" if self.dtype else "",
         )  # fmt: skip
 
@@ -138,26 +154,43 @@ class TrainingSession:
         """What the batch lists depend on, to detect a resume that changes them."""
         c, w = self.cfg, self.dist.world
         where = f" world={w}" if w > 1 else ""
-        return f"seed={c.seed} batch_tokens={c.train.batch_tokens} pairs={len(self.corpus)}{where}"
+        sampled = f" sp_alpha={c.train.sp_alpha}" if self.subwords is not None else ""
+        return (f"seed={c.seed} batch_tokens={c.train.batch_tokens} pairs={len(self.corpus)}"
+                f"{sampled}{where}")  # fmt: skip
+
+    def _epoch_data(self, epoch: int) -> EpochData:
+        """``epoch``'s examples and this rank's batches: the same list on every rank, dealt
+        out so that all ranks get as many batches and each example is used once
+        (``shard_batches``)."""
+        if self._epoch_cache is None or self._epoch_cache.epoch != epoch:
+            corpus, sampler = self.corpus, self.sampler
+            if self.subwords is not None:
+                started = time.monotonic()
+                corpus = self.subwords.sample_corpus(self.corpus, batch_seed(self.cfg.seed, epoch))
+                sampler = TokenBatchSampler(corpus.src_lengths(), corpus.tgt_lengths(),
+                                            self.cfg.train.batch_tokens, self.cfg.seed)  # fmt: skip
+                log.debug("epoch %d: %d pairs re-segmented in %.1f s", epoch, len(corpus),
+                          time.monotonic() - started)  # fmt: skip
+            batches = shard_batches(sampler.epoch_batches(epoch), self.dist.rank, self.dist.world)
+            self._epoch_cache = EpochData(epoch, corpus, sampler, batches)
+        return self._epoch_cache
 
     def _epoch_batches(self, epoch: int) -> Sequence[list[int]]:
-        """This rank's batches of ``epoch``: the same list on every rank, dealt out so that all
-        ranks get as many batches and each example is used once (``shard_batches``)."""
-        if self._epoch_cache[0] != epoch:
-            batches = self.sampler.epoch_batches(epoch)
-            self._epoch_cache = (epoch, shard_batches(batches, self.dist.rank, self.dist.world))
-        return self._epoch_cache[1]
+        """This rank's batches of ``epoch`` (see :meth:`_epoch_data`)."""
+        return self._epoch_data(epoch).batches
 
-    def _next_group(self) -> list[list[int]]:
-        """The next ``accum_steps`` batches; fewer (or none) when the last epoch runs out."""
+    def _next_group(self) -> list[tuple[PairSource, list[int]]]:
+        """The next ``accum_steps`` batches, each with the examples its indices point into;
+        fewer (or none) when the last epoch runs out."""
         s = self.state
-        group: list[list[int]] = []
+        group: list[tuple[PairSource, list[int]]] = []
         while len(group) < self.cfg.train.accum_steps and s.epoch < self.cfg.train.max_epochs:
-            batches = self._epoch_batches(s.epoch)
+            data = self._epoch_data(s.epoch)
+            batches = data.batches
             if s.batch_in_epoch >= len(batches):  # resumed with settings giving fewer batches
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0
                 continue
-            group.append(batches[s.batch_in_epoch])
+            group.append((data.corpus, batches[s.batch_in_epoch]))
             s.batch_in_epoch += 1
             if s.batch_in_epoch == len(batches):  # the boundary belongs to the next epoch
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0

@@ -25,8 +25,7 @@ from torch import Tensor, nn
 from nmt import checkpoint as ckpt
 from nmt import perf
 from nmt.config import Config, TrainConfig
-from nmt.datautil.batching import Batch, collate
-from nmt.datautil.subword_sampling import batch_seed
+from nmt.datautil.batching import Batch, PairSource, collate
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import TrainingError
 from nmt.runtime import autocast
@@ -135,7 +134,8 @@ class Trainer(TrainingSession):
             m for m in set(t.snapshot_minutes)
             if 60 * m > self.elapsed_before and not (root / ckpt.snapshot_name(m)).is_dir()
         )
-        total = t.max_steps or math.ceil(len(self._epoch_batches(0)) / t.accum_steps) * t.max_epochs
+        per_epoch = len(self._epoch_batches(self.state.epoch))
+        total = t.max_steps or math.ceil(per_epoch / t.accum_steps) * t.max_epochs
         self.progress = Progress(self.run_dir, total, self.state.step, self.dist.is_main)
         try:
             with StopSignals(repeat_window_s=2.0 if self.dist.world > 1 else 0.0) as self.signals:
@@ -195,14 +195,9 @@ class Trainer(TrainingSession):
             return "time_limit"
         return None
 
-    def _step(self, group: list[list[int]]) -> None:
-        """One update from the batches ``group`` (lists of example indices)."""
-        if self.subwords is None:
-            batches = [collate(self.corpus, indices) for indices in group]
-        else:  # train.sp_alpha: the draws of step s are the same in a resumed run
-            seed, step, rank = self.cfg.seed, self.state.step, self.dist.rank
-            batches = [self.subwords.collate(self.corpus, indices, batch_seed(seed, step, k, rank))
-                       for k, indices in enumerate(group)]  # fmt: skip
+    def _step(self, group: list[tuple[PairSource, list[int]]]) -> None:
+        """One update from the batches ``group`` (example indices into their corpus)."""
+        batches = [collate(corpus, indices) for corpus, indices in group]
         local = sum(b.n_tgt_tokens for b in batches)  # known on the host: no device sync
         total = self.dist.sum_tokens(local)  # of all ranks
         set_lr(self.optimizer, self.schedule.lr(self.state.step + 1))
