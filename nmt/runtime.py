@@ -18,6 +18,12 @@ import torch
 from nmt.errors import ConfigError
 
 
+def derived_seed(*parts: int) -> int:
+    """A 32-bit seed from non-negative integers (a run seed and an epoch, a rank), spread by
+    numpy's SeedSequence: neighbouring inputs give unrelated streams."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so CPU runs repeat exactly."""
     random.seed(seed)

@@ -14,9 +14,10 @@ from nmt.datautil.batching import collate
 from nmt.datautil.build import build_vocab
 from nmt.datautil.directions import BothDirections
 from nmt.datautil.pipeline import TextProcessor
-from nmt.datautil.subword_sampling import SubwordSampler, batch_seed, known_segmentation
+from nmt.datautil.subword_sampling import SubwordSampler, known_segmentation
 from nmt.datautil.vocab import UNK_ID
 from nmt.errors import ConfigError
+from nmt.runtime import derived_seed
 from nmt.training.data import load_train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +81,8 @@ def test_an_epoch_sample_is_a_function_of_its_seed(spm_run: tuple[Config, TextPr
     cfg, processor = spm_run
     corpus = load_train(cfg, processor)
     sampler = SubwordSampler(processor, alpha=0.3, max_len=cfg.data.max_len)
-    a, b = (sampler.sample_corpus(corpus, batch_seed(1, 7)) for _ in range(2))
-    c = sampler.sample_corpus(corpus, batch_seed(1, 8))
+    a, b = (sampler.sample_corpus(corpus, derived_seed(1, 7)) for _ in range(2))
+    c = sampler.sample_corpus(corpus, derived_seed(1, 8))
     assert len(a) == len(c) == len(corpus)
     assert np.array_equal(a.src_ids, b.src_ids) and np.array_equal(a.tgt_ids, b.tgt_ids)
     assert not np.array_equal(a.tgt_offsets, c.tgt_offsets)
@@ -111,6 +112,31 @@ def test_training_packs_batches_by_the_sampled_lengths(tmp_path: Path) -> None:
         assert sorted(i for b in data.batches for i in b) == list(range(len(cached)))
     assert not np.array_equal(session._epoch_data(0).corpus.tgt_ids,
                               session._epoch_data(1).corpus.tgt_ids)  # fmt: skip
+
+
+def test_an_epoch_is_drawn_once_and_read_back_by_another_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # sentencepiece draws differently in every process, even from one seed: a resumed run (or
+    # another rank) must read the epoch that was drawn, not draw it again.
+    cfg = spm_config(tmp_path, "train.sp_alpha=0.3")
+    build_vocab(cfg)
+    script = (
+        "import hashlib, sys\n"
+        "from nmt.config import load_config\n"
+        "from nmt.training.session import TrainingSession\n"
+        "if __name__ == '__main__':\n"
+        "    corpus = TrainingSession(load_config(sys.argv[1]))._epoch_data(0).corpus\n"
+        "    print(hashlib.sha256(corpus.src_ids.tobytes() + corpus.tgt_ids.tobytes()"
+        ").hexdigest())\n"
+    )
+    config = tmp_path / "config.yaml"
+    digests = [subprocess.run([sys.executable, "-c", script, str(config)], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+               for _ in range(2)]  # fmt: skip
+    assert len(list((tmp_path / "cache").glob("sampled-*.npz"))) == 1
+    assert digests[0] and digests[0] == digests[1]
 
 
 def test_unknown_pieces_too_long_samples_and_the_tag_are_kept(

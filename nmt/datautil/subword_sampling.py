@@ -14,12 +14,15 @@ its sample would exceed ``data.max_len``; pieces the run's vocabulary lacks are 
 
 The whole corpus is sampled once per epoch (:meth:`SubwordSampler.sample_corpus`; every pair
 is used once an epoch, so it still sees a new segmentation each time) and the epoch's batches
-are packed by the sampled lengths. Sampling batch by batch after packing by the cached lengths
-was measured 2.7x slower a step on the cmn-eng spm recipe: one sentence split near letter by
-letter sets the width of its whole batch, which came out up to twice as wide (#19).
+are packed by the sampled lengths. Packed by the cached lengths instead, one sentence split
+near letter by letter sets the width of its whole batch: on the cmn-eng spm recipe the widest
+batch came out 2.7-3.1x ``train.batch_tokens`` (``scripts/bench_subword_sampling.py``, #19).
 
-An epoch's draws are seeded from (seed, epoch), the same on every rank (they must agree on the
-batches): a resumed run draws what the uninterrupted one would have.
+An epoch's draws are seeded from (seed, epoch) (:func:`nmt.runtime.derived_seed`), which
+repeats them within a process only: sentencepiece's generator draws differently in every
+process even from one seed. So training draws an epoch once, on rank 0, and keeps it in the
+run's cache (:class:`nmt.training.session.TrainingSession`): the other ranks, which must agree
+on the batches, and a resumed run read it.
 """
 
 from __future__ import annotations
@@ -34,12 +37,7 @@ from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.tokenize import SentencePieceTokenizer
 from nmt.datautil.vocab import UNK_ID, Vocabulary
 
-__all__ = ["SubwordSampler", "batch_seed", "known_segmentation"]
-
-
-def batch_seed(*parts: int) -> int:
-    """A 32-bit seed from integers (seed, epoch), spread by numpy's SeedSequence."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+__all__ = ["SubwordSampler", "known_segmentation"]
 
 
 class _Side:
@@ -124,7 +122,7 @@ class SubwordSampler:
     def sample_corpus(self, corpus: PairSource, seed: int) -> TokenizedCorpus:
         """Every pair of ``corpus`` with its sentencepiece sides drawn anew: one epoch's
         training data, to be packed into batches by its own lengths. The same ``seed`` draws
-        the same corpus."""
+        the same corpus in this process (not in another: see the module's notes)."""
         import sentencepiece
 
         sentencepiece.set_random_generator_seed(seed)

@@ -260,8 +260,9 @@ class SentencePieceTokenizer:
         """One segmentation of ``text`` drawn at random (subword regularisation): a bpe model
         drops each merge with probability ``alpha`` (BPE-dropout), a unigram model samples
         from all segmentations with smoothing ``alpha``; ``alpha`` 0 with bpe is
-        :meth:`tokenize`. The draw comes from sentencepiece's generator: seed it with
-        ``sentencepiece.set_random_generator_seed`` for reproducible draws (one thread here).
+        :meth:`tokenize`. The draw comes from sentencepiece's generator: seeding it with
+        ``sentencepiece.set_random_generator_seed`` repeats the draws within this process
+        (another process draws differently from the same seed).
         """
         pieces = self._sp.encode(text, out_type=str, enable_sampling=True, alpha=alpha,
                                  nbest_size=-1, num_threads=1)  # fmt: skip

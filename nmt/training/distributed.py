@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -34,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nmt.config import TrainConfig
 from nmt.errors import ConfigError, TrainingError
+from nmt.runtime import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _env_int(environ: Mapping[str, str], name: str, default: int | None) -> int:
 
 def rank_seed(seed: int, rank: int) -> int:
     """A seed for ``rank``'s dropout stream, distinct per rank and from the neighbouring seeds."""
-    return int(np.random.SeedSequence([seed % 2**32, rank]).generate_state(1)[0])
+    return derived_seed(seed % 2**32, rank)
 
 
 def device_for(name: str, env: DistEnv) -> torch.device:

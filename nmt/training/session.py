@@ -8,12 +8,14 @@ the checkpoint holds weights, optimizer, schedule, counters and every RNG state,
 repeats the uninterrupted one exactly (on CPU). In a data-parallel run every rank computes the
 same epoch list and takes its own shard of it (equal lengths), so the position means the same
 on every rank and one checkpoint resumes them all. With ``train.sp_alpha`` an epoch's data is
-the corpus re-segmented by sampling from ``(seed, epoch)`` too, and its batches are packed by
-those lengths.
+the corpus re-segmented by sampling, and its batches are packed by those lengths; rank 0 draws
+it once and keeps it in the run's cache, since sentencepiece's generator draws differently in
+every process even from one seed: a resumed run and the other ranks read what was drawn.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -23,14 +25,21 @@ from pathlib import Path
 from nmt import checkpoint as ckpt
 from nmt import perf
 from nmt.config import Config, with_absolute_paths
-from nmt.datautil.batching import PairSource, TokenBatchSampler, shard_batches
+from nmt.datautil.batching import (
+    PairSource,
+    TokenBatchSampler,
+    TokenizedCorpus,
+    cached_corpus,
+    shard_batches,
+)
+from nmt.datautil.cache import train_cache_key
 from nmt.datautil.directions import BothDirections
 from nmt.datautil.pipeline import TextProcessor
-from nmt.datautil.subword_sampling import SubwordSampler, batch_seed
+from nmt.datautil.subword_sampling import SubwordSampler
 from nmt.datautil.vocab import PAD_ID
 from nmt.errors import DataError
 from nmt.models.factory import build_model, count_parameters
-from nmt.runtime import resolve_precision, seed_everything, select_device
+from nmt.runtime import derived_seed, resolve_precision, seed_everything, select_device
 from nmt.training.data import load_dev, load_train
 from nmt.training.distributed import Dist, rank_seed
 from nmt.training.meter import StepMeter
@@ -84,12 +93,14 @@ class TrainingSession:
         self.corpus = corpus
         self.subwords = SubwordSampler.for_run(self.processor, cfg.train.sp_alpha,
                                                cfg.data.max_len)  # fmt: skip
+        # What a sampled epoch depends on besides its number (the cached pairs and vocabulary).
+        self._sampling_key = "" if self.subwords is None else (
+            f"{train_cache_key(cfg)} sp_alpha={cfg.train.sp_alpha} max_len={cfg.data.max_len} "
+            f"directions={cfg.data.directions} seed={cfg.seed}")  # fmt: skip
         if not len(self.corpus):
             raise DataError(f"{cfg.data.train}: no training pairs left after filtering")
         self.dev = self.dist.main_first(lambda: load_dev(cfg, self.processor))
-        self.sampler = TokenBatchSampler(
-            self.corpus.src_lengths(), self.corpus.tgt_lengths(), cfg.train.batch_tokens, cfg.seed
-        )
+        self.sampler = self._batch_sampler(self.corpus)
         self._epoch_cache: EpochData | None = None
         src_size, tgt_size = len(self.processor.src_vocab), len(self.processor.tgt_vocab)
         self.model = build_model(
@@ -158,6 +169,10 @@ class TrainingSession:
         return (f"seed={c.seed} batch_tokens={c.train.batch_tokens} pairs={len(self.corpus)}"
                 f"{sampled}{where}")  # fmt: skip
 
+    def _batch_sampler(self, corpus: PairSource) -> TokenBatchSampler:
+        return TokenBatchSampler(corpus.src_lengths(), corpus.tgt_lengths(),
+                                 self.cfg.train.batch_tokens, self.cfg.seed)  # fmt: skip
+
     def _epoch_data(self, epoch: int) -> EpochData:
         """``epoch``'s examples and this rank's batches: the same list on every rank, dealt
         out so that all ranks get as many batches and each example is used once
@@ -165,15 +180,27 @@ class TrainingSession:
         if self._epoch_cache is None or self._epoch_cache.epoch != epoch:
             corpus, sampler = self.corpus, self.sampler
             if self.subwords is not None:
-                started = time.monotonic()
-                corpus = self.subwords.sample_corpus(self.corpus, batch_seed(self.cfg.seed, epoch))
-                sampler = TokenBatchSampler(corpus.src_lengths(), corpus.tgt_lengths(),
-                                            self.cfg.train.batch_tokens, self.cfg.seed)  # fmt: skip
-                log.debug("epoch %d: %d pairs re-segmented in %.1f s", epoch, len(corpus),
-                          time.monotonic() - started)  # fmt: skip
+                corpus = self.dist.main_first(lambda: self._sampled_corpus(epoch))
+                sampler = self._batch_sampler(corpus)
             batches = shard_batches(sampler.epoch_batches(epoch), self.dist.rank, self.dist.world)
             self._epoch_cache = EpochData(epoch, corpus, sampler, batches)
         return self._epoch_cache
+
+    def _sampled_corpus(self, epoch: int) -> TokenizedCorpus:
+        """``epoch``'s corpus re-segmented by sampling: read from ``cache/sampled-KEY.npz``,
+        or drawn and written there (replacing the previous epoch's)."""
+        subwords = self.subwords
+        assert subwords is not None
+
+        def draw() -> TokenizedCorpus:
+            started = time.monotonic()
+            corpus = subwords.sample_corpus(self.corpus, derived_seed(self.cfg.seed, epoch))
+            log.debug("epoch %d: %d pairs re-segmented in %.1f s", epoch, len(corpus),
+                      time.monotonic() - started)  # fmt: skip
+            return corpus
+
+        key = hashlib.sha256(f"{self._sampling_key} epoch={epoch}".encode()).hexdigest()[:24]
+        return cached_corpus(self.run_dir / "cache", "sampled", key, draw)
 
     def _epoch_batches(self, epoch: int) -> Sequence[list[int]]:
         """This rank's batches of ``epoch`` (see :meth:`_epoch_data`)."""
