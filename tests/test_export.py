@@ -271,6 +271,10 @@ def test_translator_load_with_the_ctranslate2_engine(tiny: tuple[Path, Path]) ->
     assert isinstance(loaded, CTranslate2Translator) and loaded.precision == "float32"
     with pytest.raises(ConfigError, match="checkpoint"):
         Translator.load(tiny[1], checkpoint="latest", engine="ctranslate2")
+    with pytest.raises(ConfigError, match="^to: .*direction"):
+        Translator.load(tiny[1], to="zh", engine="ctranslate2")
+    with pytest.raises(ConfigError, match="^checkpoint: "):  # the engine's own load, the same
+        CTranslate2Translator.load(tiny[1], device="cpu", checkpoint="averaged")
     with pytest.raises(CheckpointError, match=MANIFEST):
         Translator.load(tiny[0], device="cpu", engine="ctranslate2")  # a run, not an export
 
@@ -436,6 +440,17 @@ def test_cli_export_then_translate_stdin(tiny: tuple[Path, Path], tmp_path: Path
     assert lines == translate("--model", str(run))
     jsonl = translate("--engine", "ctranslate2", "--model", str(out), "--format", "jsonl")
     assert [json.loads(line)["translation"] for line in jsonl] == lines
+
+
+@needs_ct2
+@pytest.mark.parametrize(("option", "key"), [(("--checkpoint", "latest"), "checkpoint"),
+                                             (("--to", "en"), "to")])
+def test_cli_refuses_a_checkpoint_or_direction_for_an_export(
+        tiny: tuple[Path, Path], option: tuple[str, str], key: str) -> None:
+    result = CliRunner().invoke(app, ["translate", "--engine", "ctranslate2", "--model",
+                                      str(tiny[1]), *option], input="我喜欢茶。\n")  # fmt: skip
+    assert result.exit_code != 0 and result.stdout == ""
+    assert one_error_line(result).startswith(f"nmt: error: {key}: an exported model")
 
 
 @needs_ct2

@@ -193,15 +193,10 @@ def _load(model: Path, engine: str, device: str, checkpoint: str, precision: str
           to: str | None = None) -> Translator | CTranslate2Translator:  # fmt: skip
     """The engine's translator; the CTranslate2 one never imports torch."""
     if engine == "ctranslate2":
-        from nmt.errors import ConfigError
         from nmt.translate.ctranslate2_engine import CTranslate2Translator
 
-        if checkpoint != "best":
-            raise ConfigError("--checkpoint: an exported model holds the checkpoint chosen by "
-                              "'nmt export --checkpoint'; give none with --engine ctranslate2")
-        if to is not None:
-            raise ConfigError("--to: an exported model translates in its run's direction")
-        return CTranslate2Translator.load(model, device=device, precision=precision)
+        return CTranslate2Translator.load(model, device=device, precision=precision,
+                                          checkpoint=checkpoint, to=to)  # fmt: skip
     from nmt.translate import Translator
 
     return Translator.load(model, device=device, checkpoint=checkpoint, precision=precision,

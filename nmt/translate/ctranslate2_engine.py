@@ -208,19 +208,28 @@ class CTranslate2Translator:
         return str(self.engine.compute_type)
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "auto",
-             precision: str | None = None) -> CTranslate2Translator:  # fmt: skip
+    def load(cls, model_dir: str | Path, device: str = "auto", precision: str | None = None,
+             *, checkpoint: str = "best", to: str | None = None) -> CTranslate2Translator:
         """Load ``model_dir``, written by ``nmt export --to ctranslate2``.
 
         Args:
             device: auto, cpu, cuda or cuda:N.
             precision: auto, fp32, bf16, fp16 or int8 as a CTranslate2 compute type; None: the
                 type the model was exported in.
+            checkpoint, to: accepted so that callers of ``Translator.load`` can pass theirs;
+                an export holds one checkpoint and one direction, so anything but the defaults
+                is refused.
 
         Raises:
             CheckpointError: not an export, or files missing or unreadable.
-            ConfigError: ctranslate2 is not installed, or a device or precision it cannot run.
+            ConfigError: ctranslate2 is not installed, a device or precision it cannot run, or
+                a checkpoint or direction named.
         """
+        if to is not None:
+            raise ConfigError("to: an exported model translates in its run's direction")
+        if str(checkpoint) != "best":
+            raise ConfigError("checkpoint: an exported model holds the checkpoint chosen by "
+                              "'nmt export --checkpoint'; give none")  # fmt: skip
         model = Path(model_dir)
         manifest = read_manifest(model)
         ct2 = import_ctranslate2()

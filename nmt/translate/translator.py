@@ -118,14 +118,10 @@ class Translator:
                 direction (``to``) the model was not trained for.
         """
         if engine == "ctranslate2":
-            if to is not None:
-                raise ConfigError("to: an exported model translates in its run's direction")
-            if str(checkpoint) != "best":
-                raise ConfigError("checkpoint: an exported model holds the checkpoint chosen "
-                                  "by 'nmt export --checkpoint'; give none")  # fmt: skip
             from nmt.translate.ctranslate2_engine import CTranslate2Translator
 
-            return CTranslate2Translator.load(run_dir, device=device, precision=precision)
+            return CTranslate2Translator.load(run_dir, device=device, precision=precision,
+                                              checkpoint=str(checkpoint), to=to)  # fmt: skip
         if engine != "torch":
             raise ConfigError(f"engine: expected torch or ctranslate2, got {engine!r}")
         perf.apply()  # as the CLI does, before the first kernel runs
