@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -125,3 +125,16 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         torch.set_num_threads(before)
     return run
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a module's tests (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``): tiny models gain nothing from threads, and
+    on a busy machine the threads wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

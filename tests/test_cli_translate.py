@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_translate import MODEL_TYPES, SPECIALS, build_run
@@ -18,14 +16,8 @@ from typer.testing import CliRunner, Result
 from nmt.cli import app
 from nmt.models.int8 import int8_available
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from threads, and on a busy machine they wait for each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models gain nothing from threads (conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session", params=MODEL_TYPES)

@@ -35,12 +35,8 @@ from nmt.translate import Translator  # noqa: E402
 SENTENCES = ["我喜欢茶。", "", "汤姆在哪里？", "他很高兴。"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models gain nothing from threads (conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
