@@ -142,6 +142,7 @@ class ShardedCorpus:
             raise CacheUnreadable(f"unknown cache format {index.get('format')!r}")
         if key is not None and index.get("key") != key:
             raise CacheUnreadable("the index names another key")
+        self.key: str = str(index.get("key", ""))  # the cache key it was written under
         self.total_pairs = int(index["pairs"])
         self._src: list[np.ndarray] = []
         self._tgt: list[np.ndarray] = []

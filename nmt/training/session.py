@@ -32,7 +32,6 @@ from nmt.datautil.batching import (
     cached_corpus,
     shard_batches,
 )
-from nmt.datautil.cache import train_cache_key
 from nmt.datautil.directions import BothDirections
 from nmt.datautil.pipeline import TextProcessor
 from nmt.datautil.subword_sampling import SubwordSampler
@@ -84,7 +83,8 @@ class TrainingSession:
             seed_everything(cfg.seed)  # before the model is built: its init draws from it
         self.processor = TextProcessor.load(self.run_dir, cfg.data)
         # Rank 0 fills the token cache; the others then read it instead of tokenizing too.
-        corpus: PairSource = self.dist.main_first(lambda: load_train(cfg, self.processor))
+        train = self.dist.main_first(lambda: load_train(cfg, self.processor))
+        corpus: PairSource = train
         tag = self.processor.source_tag
         if tag is not None:  # both directions: each pair a second time, the other way round
             vocab, back = self.processor.src_vocab, self.processor.reversed().source_tag
@@ -93,10 +93,11 @@ class TrainingSession:
         self.corpus = corpus
         self.subwords = SubwordSampler.for_run(self.processor, cfg.train.sp_alpha,
                                                cfg.data.max_len)  # fmt: skip
-        # What a sampled epoch depends on besides its number (the cached pairs and vocabulary).
-        self._sampling_key = "" if self.subwords is None else (
-            f"{train_cache_key(cfg)} sp_alpha={cfg.train.sp_alpha} max_len={cfg.data.max_len} "
-            f"directions={cfg.data.directions} seed={cfg.seed}")  # fmt: skip
+        # What a sampled epoch depends on besides its number: the token cache's key (corpus,
+        # vocabulary, data settings; not hashed again here) and the sampling settings.
+        self._sampling_key = (f"{train.key} sp_alpha={cfg.train.sp_alpha} "
+                              f"max_len={cfg.data.max_len} directions={cfg.data.directions} "
+                              f"seed={cfg.seed}")  # fmt: skip
         if not len(self.corpus):
             raise DataError(f"{cfg.data.train}: no training pairs left after filtering")
         self.dev = self.dist.main_first(lambda: load_dev(cfg, self.processor))

@@ -227,7 +227,7 @@ class CTranslate2Translator:
         """
         if to is not None:
             raise ConfigError("to: an exported model translates in its run's direction")
-        if str(checkpoint) != "best":
+        if checkpoint != "best":
             raise ConfigError("checkpoint: an exported model holds the checkpoint chosen by "
                               "'nmt export --checkpoint'; give none")  # fmt: skip
         model = Path(model_dir)
