@@ -316,8 +316,10 @@ class FakeStream:
     """A stream whose sentence ``s`` takes ``len(s)`` steps and ends as ``key:S``; records the
     rows of every step. ``BOOM`` makes the step it is in fail; a gate can hold the steps."""
 
-    def __init__(self, key: Any, log: list[tuple[Any, int]], gate: threading.Event) -> None:
+    def __init__(self, key: Any, log: list[tuple[Any, int]], gate: threading.Event,
+                 adds: list[int] | None = None) -> None:  # fmt: skip
         self.key, self.log, self.gate = key, log, gate
+        self.adds = adds if adds is not None else []  # sentences of each add call
         self.rows: list[tuple[Any, str, int]] = []  # ticket, sentence, steps left
 
     @property
@@ -325,6 +327,7 @@ class FakeStream:
         return len(self.rows)
 
     def add(self, sentences: list[str], tickets: list[Any]) -> list[tuple[Any, str]]:
+        self.adds.append(len(sentences))
         done = [(t, f"{self.key}:") for s, t in zip(sentences, tickets, strict=True) if not s]
         self.rows += [(t, s, len(s)) for s, t in zip(sentences, tickets, strict=True) if s]
         return done
@@ -343,14 +346,14 @@ class FakeStream:
 
 def run_streaming(test: Callable[[Batcher[Any, str], list[tuple[Any, int]], threading.Event],
                                  Awaitable[None]], streams: Callable[[Any], bool] = lambda k: True,
-                  **settings: Any) -> Decoder:  # fmt: skip
+                  adds: list[int] | None = None, **settings: Any) -> Decoder:  # fmt: skip
     decoder = Decoder()
     log: list[tuple[Any, int]] = []
     gate = threading.Event()
     gate.set()
 
     def stream(key: Any) -> FakeStream | None:
-        return FakeStream(key, log, gate) if streams(key) else None
+        return FakeStream(key, log, gate, adds) if streams(key) else None
 
     async def main() -> None:
         options = {"max_batch": 8, "max_wait": 0.005, "max_queue": 64, **settings}
@@ -379,6 +382,26 @@ def test_streamed_requests_join_a_running_batch_and_leave_it_as_they_end() -> No
 
     decoder = run_streaming(test)
     assert decoder.calls == []  # nothing went batch by batch
+
+
+def test_requests_queued_during_a_step_join_in_one_add() -> None:
+    # A join encodes the newcomers and copies the batch's cache: one-sentence requests must not
+    # pay it one by one.
+    adds: list[int] = []
+
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        long = asyncio.create_task(batcher.submit("k", ["x" * 40]))
+        await until(lambda: len(log) >= 1)
+        gate.clear()  # the next step is held while six one-sentence requests queue
+        short = [asyncio.create_task(batcher.submit("k", [f"s{i}"])) for i in range(6)]
+        await until(lambda: batcher.queued == 6)
+        gate.set()
+        assert [await task for task in short] == [[f"k:S{i}"] for i in range(6)]
+        assert await long == ["k:" + "X" * 40]
+
+    run_streaming(test, adds=adds, max_batch=16)
+    assert adds == [1, 6]
 
 
 def test_many_streamed_clients_each_get_their_own_sentences() -> None:

@@ -473,11 +473,16 @@ class Batcher(Generic[K, T]):
 def _advance(session: Stream[T], joining: list[_Job[Any]]
              ) -> list[tuple[tuple[_Job[Any], int], T]]:  # fmt: skip
     """In the worker thread: the ``joining`` jobs' sentences join ``session``, which then
-    decodes one step; the sentences that ended (ticket: job and sentence index)."""
+    decodes one step; the sentences that ended (ticket: job and sentence index).
+
+    The jobs join in one ``add``: each join encodes the newcomers and copies the running
+    batch's key/value cache, so one-sentence requests joining one by one would pay that once
+    per request."""
     ended: list[tuple[Hashable, T]] = []
-    for job in joining:
-        tickets: list[Hashable] = [(job, i) for i in range(len(job.sentences))]
-        ended.extend(session.add(job.sentences, tickets))
+    if joining:
+        sentences = [s for job in joining for s in job.sentences]
+        tickets: list[Hashable] = [(job, i) for job in joining for i in range(len(job.sentences))]
+        ended.extend(session.add(sentences, tickets))
     if session.live:
         ended.extend(session.step())
     return [(cast(tuple[_Job[Any], int], ticket), result) for ticket, result in ended]
