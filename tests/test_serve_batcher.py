@@ -404,6 +404,23 @@ def test_requests_queued_during_a_step_join_in_one_add() -> None:
     assert adds == [1, 6]
 
 
+def test_every_streamed_step_reaches_on_batch_once_its_request_is_answered() -> None:
+    # Steps that answer nothing do not wake the event loop; their figures come with the next.
+    seen: list[tuple[int, float]] = []
+
+    async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
+                   gate: threading.Event) -> None:  # fmt: skip
+        long = asyncio.create_task(batcher.submit("k", ["x" * 10]))
+        await until(lambda: len(log) >= 1)
+        assert await batcher.submit("k", ["ab"]) == ["k:AB"]
+        assert await long == ["k:" + "X" * 10]
+        await until(lambda: len(seen) == len(log))
+        assert [rows for rows, _ in seen] == [rows for _, rows in log]
+        assert all(seconds > 0 for _, seconds in seen)
+
+    run_streaming(test, on_batch=lambda rows, seconds: seen.append((rows, seconds)))
+
+
 def test_many_streamed_clients_each_get_their_own_sentences() -> None:
     async def test(batcher: Batcher[Any, str], log: list[tuple[Any, int]],
                    gate: threading.Event) -> None:  # fmt: skip

@@ -97,6 +97,10 @@ def _join_now(live: int, queued: int, since_join: int) -> bool:
     return live == 0 or (queued > 0 and (4 * queued >= live or since_join >= 4))
 
 
+# A streaming decoder reports its steps' figures (metrics, rate) at least this often.
+_REPORT_EVERY = 32
+
+
 class QueueFull(Exception):
     """The queue holds ``max_queue`` sentences already; ``retry_after`` seconds is the time
     the decoder needs, at its recent rate, to get through them."""
@@ -317,6 +321,10 @@ class Batcher(Generic[K, T]):
         """In the worker thread: the steps of one running batch (see :meth:`_run_stream`)."""
         decoding: list[_Job[K]] = []  # jobs with sentences in the running batch
         since_join = 0  # steps since sentences last joined
+        # (rows, ended, seconds) of the steps not yet reported to the event loop: a step that
+        # answers no request does not wake the loop (each wake-up takes the GIL from the
+        # other decoders), its figures go with the next one that does.
+        steps: list[tuple[int, int, float]] = []
         while True:
             with self._lock:
                 joining: list[_Job[K]] = []
@@ -324,6 +332,8 @@ class Batcher(Generic[K, T]):
                     share = math.ceil((self._queued + self._streaming) / self._workers)
                     joining = self._take_key(key, min(share, self._max_batch), lane.live)
                 if not joining and not lane.live:
+                    if steps:
+                        loop.call_soon_threadsafe(self._stepped, [], steps)
                     return
                 added = sum(len(job.sentences) for job in joining)
                 lane.live += added
@@ -338,6 +348,8 @@ class Batcher(Generic[K, T]):
                             lane.live, type(e).__name__, e)
                 failed = [job for job in decoding if job.pending]
                 loop.call_soon_threadsafe(_fail, failed, e)
+                if steps:
+                    loop.call_soon_threadsafe(self._stepped, [], steps)
                 with self._lock:
                     self._streaming -= lane.live
                     lane.live = 0
@@ -355,13 +367,18 @@ class Batcher(Generic[K, T]):
                 self._streaming -= len(ended)
             if ended:
                 decoding = [job for job in decoding if job.pending]
-            loop.call_soon_threadsafe(self._stepped, answered, rows, len(ended), seconds)
+            steps.append((rows, len(ended), seconds))
+            if answered or len(steps) >= _REPORT_EVERY:
+                loop.call_soon_threadsafe(self._stepped, answered, steps)
+                steps = []
 
-    def _stepped(self, answered: list[_Job[K]], rows: int, ended: int, seconds: float) -> None:
-        """On the event loop, after a streaming step: answer the requests it completed."""
-        self._rate.update(ended, seconds)
-        if self._on_batch is not None:
-            self._on_batch(rows, seconds)
+    def _stepped(self, answered: list[_Job[K]], steps: list[tuple[int, int, float]]) -> None:
+        """On the event loop, after streaming steps (rows, ended, seconds each): record them
+        and answer the requests they completed."""
+        for rows, ended, seconds in steps:
+            self._rate.update(ended, seconds)
+            if self._on_batch is not None:
+                self._on_batch(rows, seconds)
         for job in answered:
             if not job.future.done():  # (done: it timed out)
                 job.future.set_result(job.results)
