@@ -325,52 +325,52 @@ class Batcher(Generic[K, T]):
         # answers no request does not wake the loop (each wake-up takes the GIL from the
         # other decoders), its figures go with the next one that does.
         steps: list[tuple[int, int, float]] = []
-        while True:
-            with self._lock:
-                joining: list[_Job[K]] = []
-                if _join_now(lane.live, self._queued, since_join):
-                    share = math.ceil((self._queued + self._streaming) / self._workers)
-                    joining = self._take_key(key, min(share, self._max_batch), lane.live)
-                if not joining and not lane.live:
-                    if steps:
-                        loop.call_soon_threadsafe(self._stepped, [], steps)
-                    return
-                added = sum(len(job.sentences) for job in joining)
-                lane.live += added
-                self._streaming += added
-            since_join = 0 if joining else since_join + 1
-            decoding.extend(joining)
-            started = time.perf_counter()
-            try:
-                ended = _advance(session, joining)
-            except Exception as e:  # the batch is gone with it: fail what was in it
-                log.warning("a decoding step of %d sentences failed (%s: %s)",
-                            lane.live, type(e).__name__, e)
-                failed = [job for job in decoding if job.pending]
-                loop.call_soon_threadsafe(_fail, failed, e)
-                if steps:
-                    loop.call_soon_threadsafe(self._stepped, [], steps)
+        try:
+            while True:
                 with self._lock:
-                    self._streaming -= lane.live
-                    lane.live = 0
-                return
-            seconds = time.perf_counter() - started
-            rows = lane.live
-            answered = []
-            for (job, index), result in ended:
-                job.results[index] = result
-                job.pending -= 1
-                if not job.pending:
-                    answered.append(job)
-            with self._lock:
-                lane.live -= len(ended)
-                self._streaming -= len(ended)
-            if ended:
-                decoding = [job for job in decoding if job.pending]
-            steps.append((rows, len(ended), seconds))
-            if answered or len(steps) >= _REPORT_EVERY:
-                loop.call_soon_threadsafe(self._stepped, answered, steps)
-                steps = []
+                    joining: list[_Job[K]] = []
+                    if _join_now(lane.live, self._queued, since_join):
+                        share = math.ceil((self._queued + self._streaming) / self._workers)
+                        joining = self._take_key(key, min(share, self._max_batch), lane.live)
+                    if not joining and not lane.live:
+                        return
+                    added = sum(len(job.sentences) for job in joining)
+                    lane.live += added
+                    self._streaming += added
+                since_join = 0 if joining else since_join + 1
+                decoding.extend(joining)
+                started = time.perf_counter()
+                try:
+                    ended = _advance(session, joining)
+                except Exception as e:  # the batch is gone with it: fail what was in it
+                    log.warning("a decoding step of %d sentences failed (%s: %s)",
+                                lane.live, type(e).__name__, e)
+                    failed = [job for job in decoding if job.pending]
+                    loop.call_soon_threadsafe(_fail, failed, e)
+                    with self._lock:
+                        self._streaming -= lane.live
+                        lane.live = 0
+                    return
+                seconds = time.perf_counter() - started
+                rows = lane.live
+                answered = []
+                for (job, index), result in ended:
+                    job.results[index] = result
+                    job.pending -= 1
+                    if not job.pending:
+                        answered.append(job)
+                with self._lock:
+                    lane.live -= len(ended)
+                    self._streaming -= len(ended)
+                if ended:
+                    decoding = [job for job in decoding if job.pending]
+                steps.append((rows, len(ended), seconds))
+                if answered or len(steps) >= _REPORT_EVERY:
+                    loop.call_soon_threadsafe(self._stepped, answered, steps)
+                    steps = []
+        finally:  # the steps since the last report, however the batch ended
+            if steps:
+                loop.call_soon_threadsafe(self._stepped, [], steps)
 
     def _stepped(self, answered: list[_Job[K]], steps: list[tuple[int, int, float]]) -> None:
         """On the event loop, after streaming steps (rows, ended, seconds each): record them
