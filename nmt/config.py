@@ -132,8 +132,11 @@ class TrainConfig:
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
-    schedule: Literal["noam", "constant", "plateau"] = "noam"
+    schedule: Literal["noam", "constant", "plateau", "linear", "cosine"] = "noam"
     warmup_steps: int = 1000
+    # linear/cosine: the step at which the rate has come down to min_lr (and stays); 0 = the
+    # run's max_steps. For a time-limited run, about the steps the budget holds.
+    decay_steps: int = 0
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_lr: float = 1e-6
@@ -456,6 +459,15 @@ def _train_rules(t: TrainConfig, data: DataConfig) -> list[_Rule]:
         # The plateau rate is max(lr * factor, min_lr): a floor above train.lr would raise it.
         (t.schedule != "plateau" or t.min_lr <= t.lr, "train.min_lr train.lr train.schedule",
          f"{t.min_lr} is above train.lr={t.lr}: lowering the rate on a plateau would raise it"),
+        (t.decay_steps >= 0, "train.decay_steps", "must be >= 0 (0 = train.max_steps)"),
+        (t.schedule not in ("linear", "cosine") or (t.decay_steps or t.max_steps) > t.warmup_steps,
+         "train.decay_steps train.max_steps train.schedule",
+         f"the {t.schedule} schedule decays the rate from the end of warmup "
+         f"(train.warmup_steps={t.warmup_steps}) to train.decay_steps (or train.max_steps when "
+         "that is 0): set one of them above the warmup"),
+        (t.schedule not in ("linear", "cosine") or t.min_lr <= t.lr,
+         "train.min_lr train.lr train.schedule",
+         f"{t.min_lr} is above train.lr={t.lr}: the {t.schedule} schedule decays to min_lr"),
         (t.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 = off)"),
         (t.accum_steps >= 1, "train.accum_steps", "must be >= 1"),
         (0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)"),

@@ -34,6 +34,23 @@ def constant_lr(step: int, peak: float, warmup: int) -> float:
     return peak * warmup_factor(max(step, 1), warmup)
 
 
+def decay_lr(step: int, peak: float, warmup: int, total: int, floor: float,
+             shape: str = "linear") -> float:
+    """Linear warmup to ``peak``, then down to ``floor`` at step ``total`` (and ``floor`` after
+    it), in a straight line (``shape="linear"``) or half a cosine (``"cosine"``).
+
+    Under a fixed budget a rate that reaches (near) zero by the end trains better than one that
+    decays as 1/sqrt(step) and is still high when the budget stops it (Li et al. 2020, "Budgeted
+    training"); ``total`` is then the number of steps the budget holds.
+    """
+    s = max(step, 1)
+    if s <= warmup:
+        return peak * s / max(warmup, 1)
+    progress = min(1.0, (s - warmup) / max(total - warmup, 1))
+    remaining = 0.5 * (1.0 + math.cos(math.pi * progress)) if shape == "cosine" else 1 - progress
+    return floor + (peak - floor) * remaining
+
+
 @dataclass
 class PlateauState:
     """Reduce-on-plateau bookkeeping: the monitored metric is the dev loss (lower is better).
@@ -73,6 +90,9 @@ class LRSchedule:
             return noam_lr(step, c.lr, c.warmup_steps)
         if c.schedule == "constant":
             return constant_lr(step, c.lr, c.warmup_steps)
+        if c.schedule in ("linear", "cosine"):
+            return decay_lr(step, c.lr, c.warmup_steps, c.decay_steps or c.max_steps, c.min_lr,
+                            c.schedule)
         return self.plateau.lr * warmup_factor(max(step, 1), c.warmup_steps)
 
     def observe(self, dev_loss: float) -> None:
