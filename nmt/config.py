@@ -171,6 +171,11 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = one per physical core (at most torch's default)
     dist_timeout_minutes: float = 30.0  # torchrun runs: wait this long for the other processes
 
+    @property
+    def decay_until(self) -> int:
+        """linear/cosine schedules: the step at which the rate reaches ``min_lr``."""
+        return self.decay_steps or self.max_steps
+
 
 @dataclass(frozen=True)
 class DecodeConfig:
@@ -456,18 +461,19 @@ def _train_rules(t: TrainConfig, data: DataConfig) -> list[_Rule]:
         (0.0 < t.plateau_factor < 1.0, "train.plateau_factor", "must be in (0, 1)"),
         (t.plateau_patience >= 0, "train.plateau_patience", "must be >= 0"),
         (t.min_lr >= 0, "train.min_lr", "must be >= 0"),
-        # The plateau rate is max(lr * factor, min_lr): a floor above train.lr would raise it.
-        (t.schedule != "plateau" or t.min_lr <= t.lr, "train.min_lr train.lr train.schedule",
-         f"{t.min_lr} is above train.lr={t.lr}: lowering the rate on a plateau would raise it"),
+        # The plateau rate is max(lr * factor, min_lr), and linear/cosine decay towards min_lr:
+        # a floor above train.lr would raise the rate instead.
+        (t.schedule not in ("plateau", "linear", "cosine") or t.min_lr <= t.lr,
+         "train.min_lr train.lr train.schedule",
+         f"{t.min_lr} is above train.lr={t.lr}: "
+         + ("lowering the rate on a plateau would raise it" if t.schedule == "plateau"
+            else f"decaying the rate to it ({t.schedule} schedule) would raise it")),
         (t.decay_steps >= 0, "train.decay_steps", "must be >= 0 (0 = train.max_steps)"),
-        (t.schedule not in ("linear", "cosine") or (t.decay_steps or t.max_steps) > t.warmup_steps,
+        (t.schedule not in ("linear", "cosine") or t.decay_until > t.warmup_steps,
          "train.decay_steps train.max_steps train.schedule",
          f"the {t.schedule} schedule decays the rate from the end of warmup "
          f"(train.warmup_steps={t.warmup_steps}) to train.decay_steps (or train.max_steps when "
          "that is 0): set one of them above the warmup"),
-        (t.schedule not in ("linear", "cosine") or t.min_lr <= t.lr,
-         "train.min_lr train.lr train.schedule",
-         f"{t.min_lr} is above train.lr={t.lr}: the {t.schedule} schedule decays to min_lr"),
         (t.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 = off)"),
         (t.accum_steps >= 1, "train.accum_steps", "must be >= 1"),
         (0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)"),

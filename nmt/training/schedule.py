@@ -45,7 +45,7 @@ def decay_lr(step: int, peak: float, warmup: int, total: int, floor: float,
     """
     s = max(step, 1)
     if s <= warmup:
-        return peak * s / max(warmup, 1)
+        return peak * warmup_factor(s, warmup)
     progress = min(1.0, (s - warmup) / max(total - warmup, 1))
     remaining = 0.5 * (1.0 + math.cos(math.pi * progress)) if shape == "cosine" else 1 - progress
     return floor + (peak - floor) * remaining
@@ -91,8 +91,7 @@ class LRSchedule:
         if c.schedule == "constant":
             return constant_lr(step, c.lr, c.warmup_steps)
         if c.schedule in ("linear", "cosine"):
-            return decay_lr(step, c.lr, c.warmup_steps, c.decay_steps or c.max_steps, c.min_lr,
-                            c.schedule)
+            return decay_lr(step, c.lr, c.warmup_steps, c.decay_until, c.min_lr, c.schedule)
         return self.plateau.lr * warmup_factor(max(step, 1), c.warmup_steps)
 
     def observe(self, dev_loss: float) -> None:
