@@ -45,6 +45,9 @@ function setError(message) {
 }
 
 async function translate() {
+  // An explicit translation (button, Ctrl+Enter, a saved key) makes the pending live one
+  // redundant: without this it fired afterwards and rendered the same result a second time.
+  clearTimeout(typingTimer);
   const lines = $("source").value.split("\n");
   const mine = ++sequence;
   if (!lines.some((line) => line.trim())) {
